@@ -1,0 +1,36 @@
+"""Named presets: model sizes (anatomy 1.6) and the CPU preset for machines without a GPU."""
+
+from __future__ import annotations
+
+MODEL_SIZES: dict[int, dict[str, int]] = {
+    1: {"enc_dim": 256, "mlp_dim": 384, "latent_dim": 128, "num_enc_layers": 2, "num_q": 2},
+    5: {"enc_dim": 256, "mlp_dim": 512, "latent_dim": 512, "num_enc_layers": 2, "num_q": 5},
+    19: {"enc_dim": 1024, "mlp_dim": 1024, "latent_dim": 768, "num_enc_layers": 3, "num_q": 5},
+    48: {"enc_dim": 1792, "mlp_dim": 1792, "latent_dim": 768, "num_enc_layers": 4, "num_q": 5},
+    317: {"enc_dim": 4096, "mlp_dim": 4096, "latent_dim": 1376, "num_enc_layers": 5, "num_q": 8},
+}
+"""model_size key -> architecture keys it sets (explicit user overrides still win)."""
+
+PRESETS: dict[str, dict[str, object]] = {
+    # The published settings: the YAML defaults as they are.
+    "paper": {},
+    # A laptop-CPU first try: a 1M-parameter model and a smaller planner, evaluated often.
+    "cpu": {
+        "model_size": 1,
+        "diffusion_steps": 10,
+        "diffusion_num_samples": 128,
+        "diffusion_num_elites": 16,
+        "diffusion_num_pi_trajs": 8,
+        "num_samples": 128,
+        "num_elites": 16,
+        "num_pi_trajs": 8,
+        "iterations": 4,
+        "steps": 20000,
+        "eval_freq": 2000,
+        "eval_episodes": 5,
+        "save_every": 10000,
+    },
+}
+"""preset name -> config values it sets (below explicit user overrides)."""
+
+PRESET_CHOICES = ("auto", *PRESETS)

@@ -1,0 +1,125 @@
+"""The frozen run configuration. Values live in default.yaml; this file is the schema."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every key of default.yaml (see its comments), plus facts derived from the task registry.
+
+    Built once by `load_config` and never mutated; derived fields are filled there.
+    """
+
+    # environment
+    task: str
+    obs: str
+    episodic: bool | None
+    # run
+    preset: str
+    device: str
+    compile: bool
+    seed: int
+    steps: int
+    seed_steps: int | None
+    run_dir: str | None
+    resume: bool
+    checkpoint: str | None
+    eval_freq: int
+    eval_episodes: int
+    save_every: int
+    log_freq: int
+    # world-model training
+    batch_size: int
+    buffer_size: int
+    lr: float
+    enc_lr_scale: float
+    grad_clip_norm: float
+    rho: float
+    tau: float
+    consistency_coef: float
+    reward_coef: float
+    value_coef: float
+    termination_coef: float
+    discount_denom: float
+    discount_min: float
+    discount_max: float
+    # energy head
+    contrastive_coef: float
+    contrastive_eta: float
+    contrastive_clip: float
+    contrastive_momentum: float
+    contrastive_neg_noise: float
+    energy_pairing: str
+    # score network
+    use_score_network: bool
+    score_loss_coef: float
+    score_only_inference: bool
+    diffusion_num_samples_mf: int
+    diffusion_time_embed_dim: int
+    # planning
+    planner: str
+    horizon: int
+    diffusion_steps: int
+    diffusion_beta0: float
+    diffusion_betaT: float
+    diffusion_num_samples: int
+    diffusion_num_elites: int
+    diffusion_num_pi_trajs: int
+    diffusion_temperature: float
+    diffusion_action_noise: float
+    iterations: int
+    num_samples: int
+    num_elites: int
+    num_pi_trajs: int
+    min_std: float
+    max_std: float
+    temperature: float
+    # policy prior
+    log_std_min: float
+    log_std_max: float
+    entropy_coef: float
+    # regression
+    num_bins: int
+    vmin: float
+    vmax: float
+    # architecture
+    model_size: int
+    num_enc_layers: int
+    enc_dim: int
+    mlp_dim: int
+    latent_dim: int
+    num_q: int
+    num_channels: int
+    task_dim: int
+    dropout: float
+    simnorm_dim: int
+
+    # --- derived by load_config (not in default.yaml) ---
+    backend: str = "none"
+    """Backend the run was configured for: torch | jax | none."""
+    tasks: tuple[str, ...] = ()
+    """Task names; one for single-task runs, the task set's order for mt30/mt80."""
+    multitask: bool = False
+    obs_shape: tuple[int, ...] = ()
+    """Observation shape fed to the encoder: (O,) padded to the set's max, or (9, 64, 64)."""
+    obs_dims: tuple[int, ...] = ()
+    action_dim: int = 0
+    """Action width A of the model (max over tasks)."""
+    action_dims: tuple[int, ...] = ()
+    episode_lengths: tuple[int, ...] = ()
+    discounts: tuple[float, ...] = ()
+    """Discount per task id, from the discount heuristic."""
+    bin_size: float = 0.0
+    notes: tuple[str, ...] = field(default=())
+    """Human-readable lines about choices load_config made (preset, device)."""
+
+    @property
+    def episode_length(self) -> int:
+        """Longest episode over the run's tasks, in agent steps."""
+        return max(self.episode_lengths)
+
+    @property
+    def n_tasks(self) -> int:
+        return len(self.tasks)
