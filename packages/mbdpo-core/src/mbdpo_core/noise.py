@@ -166,7 +166,8 @@ def draw_policy_noise(cfg: Config, rng: np.random.Generator) -> PolicyNoise:
 
 
 def draw_score_noise(cfg: Config, rng: np.random.Generator) -> ScoreNoise:
-    T, H, A, S = max(cfg.diffusion_steps, 2), cfg.horizon, cfg.action_dim, cfg.diffusion_num_samples_mf
+    T, H, A = max(cfg.diffusion_steps, 2), cfg.horizon, cfg.action_dim
+    S = cfg.diffusion_num_samples_mf
     return ScoreNoise(
         tau=np.int32(rng.integers(1, T)),
         x_tau=_normal(rng, H, A),

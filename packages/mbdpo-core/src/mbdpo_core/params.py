@@ -3,19 +3,19 @@
 Layout (float32 everywhere):
   Linear layer i of module m:   `m.i.weight` [in, out], `m.i.bias` [out]
   its LayerNorm (NormedLinear): `m.i.ln.weight` [out], `m.i.ln.bias` [out]
-  Q ensemble (stacked members): `q.i.weight` [Nq, in, out], `q.i.bias` [Nq, out], `q.i.ln.*` [Nq, out]
+  Q ensemble (stacked members): `q.i.weight` [Nq, in, out], `q.i.bias` [Nq, out], `q.i.ln.*`
   target Q ensemble:            `target_q.*`, same shapes as `q.*`
   rgb encoder conv layer i:     `encoder.i.weight` [kh, kw, in, out] (HWIO), `encoder.i.bias` [out]
   task embedding (multi-task):  `task_emb.weight` [M, task_dim]
 
 Modules (inputs concatenated in this order; e = task embedding, present only when multi-task):
-  encoder     [obs, e]              -> L      hidden: max(num_enc_layers-1, 1) x enc_dim; last SimNorm
+  encoder     [obs, e]              -> L      max(num_enc_layers-1, 1) x enc_dim; last SimNorm
   dynamics    [z, e, a]             -> L      2 x mlp_dim; last NormedLinear + SimNorm
   reward      [z, e, a]             -> K      2 x mlp_dim; last plain Linear
   termination [z, e]                -> 1      only when episodic
   pi          [z, e]                -> 2A     (mean, raw log-std)
   energy      [z, e, a]             -> 1      the implicit energy head F
-  q           [z, e, a]             -> K      per member; dropout in layer 0 (after Linear, before LN)
+  q           [z, e, a]             -> K      per member; dropout in layer 0 (Linear, drop, LN)
   score       [z, e, x(H*A), temb]  -> H*A    temb = sinusoidal embedding of the noise level
 """
 
@@ -46,8 +46,12 @@ class Layer:
 def conv_layers(cfg: Config) -> list[Layer]:
     """The rgb encoder: 4 convs (k7 s2, k5 s2, k3 s2, k3 s1) on 9 stacked channels."""
     c, ch = cfg.obs_shape[0], cfg.num_channels
-    return [Layer(c, ch, False, 7, 2), Layer(ch, ch, False, 5, 2),
-            Layer(ch, ch, False, 3, 2), Layer(ch, ch, False, 3, 1)]
+    return [
+        Layer(c, ch, False, 7, 2),
+        Layer(ch, ch, False, 5, 2),
+        Layer(ch, ch, False, 3, 2),
+        Layer(ch, ch, False, 3, 1),
+    ]
 
 
 def module_layers(cfg: Config) -> dict[str, list[Layer]]:

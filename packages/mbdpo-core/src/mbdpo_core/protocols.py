@@ -43,23 +43,30 @@ class WorldModel(Protocol):
         entropy [..., 1], scaled_entropy [..., 1].
         """
 
-    def Q(self, z: Array, a: Array, task: Array | None, target: bool = False,
-          keep: Array | None = None) -> Array:
+    def Q(
+        self,
+        z: Array,
+        a: Array,
+        task: Array | None,
+        target: bool = False,
+        keep: Array | None = None,
+    ) -> Array:
         """Logits of every member [Nq, ..., K]; `keep` [Nq, ..., mlp_dim] dropout masks or None."""
 
     def F(self, z: Array, a: Array, task: Array | None) -> Array:
         """Energy logit [..., 1]."""
 
     def score(self, z: Array, x: Array, tau: Array, task: Array | None) -> Array:
-        """Score network: z [..., Z], noisy plan x [..., H, A], integer level tau [...] -> [..., H, A]."""
+        """Score net: z [..., Z], noisy plan x [..., H, A], int level tau [...] -> [..., H, A]."""
 
 
 @runtime_checkable
 class Planner(Protocol):
     """Chooses an action from a latent; holds no state (the warm start is passed in and out)."""
 
-    def plan(self, z: Array, prev_plan: Array, t0: bool, eval_mode: bool, task: Array | None,
-             noise: Any) -> tuple[Array, Array]:
+    def plan(
+        self, z: Array, prev_plan: Array, t0: bool, eval_mode: bool, task: Array | None, noise: Any
+    ) -> tuple[Array, Array]:
         """z [1, Z], prev_plan [H, A] -> (action [A] in [-1, 1], new warm-start plan [H, A])."""
 
 
@@ -69,7 +76,9 @@ class Agent(Protocol):
 
     cfg: Config
 
-    def act(self, obs: np.ndarray, t0: bool, eval_mode: bool, task: int | None = None) -> np.ndarray:
+    def act(
+        self, obs: np.ndarray, t0: bool, eval_mode: bool, task: int | None = None
+    ) -> np.ndarray:
         """obs [*O] -> action [A] in [-1, 1] (float32 numpy)."""
 
     def update(self, batch: Batch) -> dict[str, float]:
@@ -82,7 +91,7 @@ class Agent(Protocol):
         """Load canonical parameters (names and shapes must match exactly)."""
 
     def state_dict(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        """Everything to resume exactly: (arrays, JSON-ready metadata). See mbdpo_core.checkpoint."""
+        """Everything to resume exactly: (arrays, JSON-ready meta); see mbdpo_core.checkpoint."""
 
     def load_state_dict(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
         """Inverse of state_dict."""

@@ -92,7 +92,7 @@ def load_config(
     for key, value in MODEL_SIZES[size].items():
         if key not in user:
             values[key] = value
-    for key, choices in CHOICES.items():
+    for key in CHOICES:
         _check_choice(key, values[key])
     _check_types(values)
     return _derive(values, backend=backend, notes=notes, user=user)

@@ -29,7 +29,6 @@ class Config:
     eval_freq: int
     eval_episodes: int
     save_every: int
-    log_freq: int
     # world-model training
     batch_size: int
     buffer_size: int

@@ -1,0 +1,83 @@
+"""Config: defaults, presets, validation errors, derived facts."""
+
+import dataclasses
+import re
+
+import pytest
+from mbdpo_core.config import MODEL_SIZES, Config, config_from_dict, config_to_dict, load_config
+from mbdpo_core.config.load import DEFAULT_YAML
+from mbdpo_core.errors import ConfigError, UnknownTaskError
+
+
+def test_every_yaml_key_is_a_schema_field_with_a_comment():
+    lines = [ln for ln in DEFAULT_YAML.read_text().splitlines() if re.match(r"^\w+:", ln)]
+    keys = [ln.split(":")[0] for ln in lines]
+    user_fields = [f.name for f in dataclasses.fields(Config) if f.default is dataclasses.MISSING]
+    assert keys == user_fields
+    assert all("#" in ln.split(":", 1)[1] for ln in lines), "every key needs a one-line comment"
+
+
+def test_paper_defaults_match_the_published_hyperparameters():
+    cfg = load_config(["preset=paper"])
+    assert (cfg.model_size, cfg.latent_dim, cfg.mlp_dim, cfg.num_q) == (5, 512, 512, 5)
+    assert (cfg.diffusion_steps, cfg.diffusion_num_samples, cfg.diffusion_num_elites) == (
+        20,
+        512,
+        64,
+    )
+    assert (cfg.horizon, cfg.batch_size, cfg.rho, cfg.lr, cfg.tau) == (3, 256, 0.5, 3e-4, 0.01)
+    assert cfg.consistency_coef == 20 and cfg.reward_coef == 0.1 and cfg.value_coef == 0.1
+    assert cfg.contrastive_eta == 0.01 and cfg.energy_pairing == "aligned"
+    assert cfg.notes == ()
+
+
+def test_auto_preset_picks_cpu_without_gpu_and_says_so():
+    cfg = load_config([], gpu_available=False)
+    assert cfg.preset == "cpu" and cfg.model_size == 1 and cfg.latent_dim == 128
+    assert cfg.diffusion_num_samples == 128 and cfg.diffusion_num_elites == 16
+    assert cfg.diffusion_steps == 10
+    assert any("CPU preset" in n for n in cfg.notes)
+    assert load_config([], gpu_available=True).preset == "paper"
+
+
+def test_model_size_preset_and_explicit_override():
+    cfg = load_config(["preset=paper", "model_size=19"])
+    assert cfg.enc_dim == MODEL_SIZES[19]["enc_dim"] and cfg.num_enc_layers == 3
+    cfg = load_config(["preset=paper", "model_size=1", "mlp_dim=64"])
+    assert cfg.mlp_dim == 64 and cfg.latent_dim == 128
+
+
+def test_derived_facts_of_a_single_task():
+    cfg = load_config(["task=cartpole-balance"])
+    assert cfg.tasks == ("cartpole-balance",) and not cfg.multitask
+    assert cfg.obs_shape == (5,) and cfg.action_dim == 1 and cfg.task_dim == 0
+    assert cfg.episode_length == 500 and cfg.seed_steps == 2500
+    assert cfg.discounts == (0.99,) and cfg.bin_size == pytest.approx(0.2)
+
+
+@pytest.mark.parametrize(
+    "override, fragment",
+    [
+        ("stpes=3", "Did you mean: steps"),
+        ("model_size=6", "Valid choices: 1, 5, 19, 48, 317"),
+        ("planner=cem", "Valid choices: diffusion, mppi, policy"),
+        ("steps=many", "must be an integer"),
+        ("preset=gpu", "Valid choices: auto, paper, cpu"),
+        ("noequals", "key=value"),
+        ("latent_dim=100", "multiple of simnorm_dim"),
+        ("score_only_inference=true", "use_score_network"),
+    ],
+)
+def test_bad_overrides_name_the_valid_choices(override, fragment):
+    with pytest.raises(ConfigError, match=re.escape(fragment)):
+        load_config([override])
+
+
+def test_unknown_task_names_close_matches():
+    with pytest.raises(UnknownTaskError, match="Did you mean: cartpole-balance"):
+        load_config(["task=cartpole-balanc"])
+
+
+def test_config_round_trips_through_json_dict():
+    cfg = load_config(["task=cartpole-swingup", "seed=3"])
+    assert config_from_dict(config_to_dict(cfg)) == cfg
