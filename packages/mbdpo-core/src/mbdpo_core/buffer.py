@@ -1,0 +1,286 @@
+"""Episodic replay in numpy: whole episodes in, time-major `Batch` slices out.
+
+An episode of T steps has T+1 rows. Row 0 holds the reset observation and NaN action, reward and
+terminated; row k >= 1 holds the observation after step k and the action, reward and terminated
+flag of step k. A slice of H+1 consecutive rows of one episode becomes one batch element: all
+H+1 observations, and action/reward/terminated of rows 1..H (so row 0's NaNs are never used).
+
+Sampling is uniform over all valid start rows of all stored episodes (every transition equally
+likely), not uniform over episodes then starts. Episodes shorter than H+1 rows are never sampled.
+Storage is a ring of `capacity` rows; when it is full the oldest whole episodes are dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, TypedDict
+
+import numpy as np
+
+from .batch import Batch
+from .errors import CheckpointError, ConfigError, DataFormatError, ShapeError
+
+__all__ = ["EpisodeRecord", "EpisodeRecorder", "ReplayBuffer"]
+
+
+class EpisodeRecord(TypedDict, total=False):
+    """One episode as a plain dict, row 0 = reset (`terminated` and `task` may be absent).
+
+    Shapes:
+      obs [T+1, *O], action [T+1, A] float32 (row 0 NaN), reward [T+1] float32 (row 0 NaN),
+      terminated [T+1] float32 (row 0 NaN); task: int id or None (single-task).
+    """
+
+    obs: np.ndarray
+    action: np.ndarray
+    reward: np.ndarray
+    terminated: np.ndarray
+    task: int | None
+
+
+class EpisodeRecorder:
+    """Accumulates the rows of the running episode: construct with the reset obs, `add` per step.
+
+    Args:
+        obs: the reset observation [*O].
+        task: task id of the episode, or None (single-task).
+    """
+
+    def __init__(self, obs: np.ndarray, task: int | None = None) -> None:
+        self._obs = [np.asarray(obs)]
+        self._action: list[np.ndarray] = []
+        self._reward: list[float] = []
+        self._terminated: list[float] = []
+        self._task = task
+        self.success = 0.0  # info["success"] of the last step (the final-step success)
+
+    def __len__(self) -> int:
+        """Steps recorded so far (rows - 1)."""
+        return len(self._action)
+
+    def add(
+        self,
+        action: np.ndarray,
+        reward: float,
+        terminated: bool,
+        obs: np.ndarray,
+        info: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Append one step: action [A] taken, its reward and terminated flag, obs [*O] after it."""
+        self._action.append(np.asarray(action, dtype=np.float32))
+        self._reward.append(float(reward))
+        self._terminated.append(float(terminated))
+        self._obs.append(np.asarray(obs))
+        self.success = float((info or {}).get("success", 0.0))
+
+    def finish(self) -> EpisodeRecord:
+        """The episode recorded so far as arrays (row 0 NaN); needs at least one step."""
+        if not self._action:
+            raise RuntimeError("EpisodeRecorder.finish needs at least one add() after the reset.")
+        nan = np.full(1, np.nan, np.float32)
+        return EpisodeRecord(
+            obs=np.stack(self._obs),
+            action=np.stack([np.full_like(self._action[0], np.nan), *self._action]),
+            reward=np.concatenate([nan, np.asarray(self._reward, np.float32)]),
+            terminated=np.concatenate([nan, np.asarray(self._terminated, np.float32)]),
+            task=self._task,
+        )
+
+
+class ReplayBuffer:
+    """Ring storage of whole episodes; `sample` draws `Batch` slices that never cross episodes.
+
+    Args:
+        capacity: maximum number of stored rows (an episode of T steps uses T+1 rows).
+        obs_shape: O, the shape of one observation.
+        action_dim: A.
+        obs_dtype: storage dtype of observations (float32 for states, uint8 for rgb).
+        seed: seed of the sampler's numpy Generator.
+    """
+
+    def __init__(
+        self,
+        capacity: int,
+        obs_shape: tuple[int, ...],
+        action_dim: int,
+        obs_dtype: np.dtype | type = np.float32,
+        seed: int | None = None,
+    ) -> None:
+        if capacity < 2:
+            raise ConfigError(f"replay capacity must be >= 2 rows, got {capacity}.")
+        self.capacity = int(capacity)
+        self.obs_shape = tuple(int(d) for d in obs_shape)
+        self.action_dim = int(action_dim)
+        self.obs_dtype = np.dtype(obs_dtype)
+        self._rng = np.random.default_rng(seed)
+        self._obs = np.zeros((self.capacity, *self.obs_shape), self.obs_dtype)  # lazily paged in
+        self._action = np.zeros((self.capacity, self.action_dim), np.float32)
+        self._reward = np.zeros(self.capacity, np.float32)
+        self._terminated = np.zeros(self.capacity, np.float32)
+        self._task = np.zeros(self.capacity, np.int64)
+        self._left = np.full(self.capacity, -1, np.int32)  # rows after this one in its episode
+        self._write = 0  # next row to write; the oldest episode (or a gap) starts here
+        self._filled = 0  # rows ever written, at most capacity
+        self._rows = 0
+        self._episodes = 0
+        self._has_task: bool | None = None
+        self._starts: dict[int, np.ndarray] = {}  # horizon -> valid start rows (cache)
+
+    def __len__(self) -> int:
+        """Stored transitions (rows minus one reset row per episode)."""
+        return self._rows - self._episodes
+
+    @property
+    def num_episodes(self) -> int:
+        return self._episodes
+
+    def add(self, episode: EpisodeRecord | Mapping[str, Any] | Any) -> None:
+        """Store one episode (a dict, or an object with the same attributes), dropping old ones.
+
+        Shapes:
+          obs [T+1, *O], action [T+1, A], reward [T+1], terminated [T+1] (optional), T >= 1.
+        """
+        if isinstance(episode, Mapping):
+            get = episode.get
+        else:
+            get = lambda key: getattr(episode, key, None)  # noqa: E731
+        obs, action, reward = get("obs"), get("action"), get("reward")
+        n = len(obs)
+        terminated = get("terminated")
+        terminated = np.zeros(n, np.float32) if terminated is None else terminated
+        task = get("task")
+        rows = self._check(n, obs, action, reward, terminated, task)
+
+        region = (self._write + np.arange(n)) % self.capacity
+        left = self._left[region]
+        leftover = max(int(left[-1]), 0)  # rows of a partly overwritten episode beyond the region
+        self._left[(self._write + n + np.arange(leftover)) % self.capacity] = -1
+        self._rows -= int(np.count_nonzero(left >= 0)) + leftover
+        self._episodes -= int(np.count_nonzero(left == 0)) + (leftover > 0)
+
+        self._obs[region], self._action[region] = rows[0], rows[1]
+        self._reward[region], self._terminated[region] = rows[2], rows[3]
+        self._task[region] = -1 if task is None else int(task)
+        self._left[region] = np.arange(n - 1, -1, -1)
+        self._filled = min(self.capacity, max(self._filled, self._write + n))
+        self._write = (self._write + n) % self.capacity
+        self._rows += n
+        self._episodes += 1
+        self._starts.clear()
+
+    def _check(self, n, obs, action, reward, terminated, task) -> tuple[np.ndarray, ...]:
+        """Validate one episode and return its arrays in storage dtypes."""
+        if n < 2:
+            raise DataFormatError(f"an episode needs a reset row and >= 1 step, got {n} rows.")
+        if n > self.capacity:
+            raise ConfigError(
+                f"an episode of {n} rows does not fit a replay capacity of {self.capacity} rows; "
+                "raise buffer_size."
+            )
+        expected = {
+            "obs": (n, *self.obs_shape),
+            "action": (n, self.action_dim),
+            "reward": (n,),
+            "terminated": (n,),
+        }
+        arrays = [np.asarray(a) for a in (obs, action, reward, terminated)]
+        for (name, shape), value in zip(expected.items(), arrays, strict=True):
+            if name in ("reward", "terminated") and value.shape == (n, 1):
+                continue
+            if value.shape != shape:
+                raise ShapeError(f"episode {name} has shape {value.shape}, expected {shape}.")
+        if self._has_task is not None and self._has_task != (task is not None):
+            raise DataFormatError(
+                f"episode task is {task!r} but earlier episodes were "
+                f"{'multi-task (int ids)' if self._has_task else 'single-task (None)'}."
+            )
+        try:
+            obs = arrays[0].astype(self.obs_dtype, casting="same_kind", copy=False)
+        except TypeError as err:
+            raise DataFormatError(
+                f"episode obs dtype {arrays[0].dtype} cannot be stored as {self.obs_dtype}."
+            ) from err
+        self._has_task = task is not None
+        return obs, arrays[1], arrays[2].reshape(n), arrays[3].reshape(n)
+
+    def _valid_starts(self, horizon: int) -> np.ndarray:
+        if horizon not in self._starts:
+            self._starts[horizon] = np.flatnonzero(self._left[: self._filled] >= horizon)
+        return self._starts[horizon]
+
+    def sample(self, batch_size: int, horizon: int) -> Batch:
+        """B slices of H+1 consecutive rows of one episode each, uniform over valid start rows.
+
+        Shapes:
+          obs [H+1, B, *O], action [H, B, A], reward [H, B, 1], terminated [H, B, 1],
+          task [B] int64 or None.
+        """
+        if batch_size < 1 or horizon < 1:
+            raise ConfigError(f"sample needs batch_size, horizon >= 1; got {batch_size}, {horizon}")
+        starts = self._valid_starts(horizon)
+        if starts.size == 0:
+            raise ConfigError(
+                f"no stored episode has horizon + 1 = {horizon + 1} rows "
+                f"({self._episodes} episodes, {len(self)} transitions stored); "
+                "add more data or lower horizon."
+            )
+        first = starts[self._rng.integers(0, starts.size, size=batch_size)]
+        rows = (first[None, :] + np.arange(horizon + 1)[:, None]) % self.capacity  # [H+1, B]
+        return Batch(
+            obs=self._obs[rows],
+            action=self._action[rows[1:]],
+            reward=self._reward[rows[1:], None],
+            terminated=self._terminated[rows[1:], None],
+            task=self._task[first] if self._has_task else None,
+        )
+
+    def state_dict(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """(arrays, JSON-ready meta) that restore this buffer and its sampler exactly.
+
+        Shapes:
+          obs [R, *O], action [R, A], reward [R], terminated [R], task [R], left [R], where R is
+          the number of ring rows written so far (<= capacity).
+        """
+        n = self._filled
+        arrays = {
+            "obs": self._obs[:n],
+            "action": self._action[:n],
+            "reward": self._reward[:n],
+            "terminated": self._terminated[:n],
+            "task": self._task[:n],
+            "left": self._left[:n],
+        }
+        meta = {
+            "capacity": self.capacity,
+            "obs_shape": list(self.obs_shape),
+            "action_dim": self.action_dim,
+            "obs_dtype": self.obs_dtype.name,
+            "write": self._write,
+            "filled": self._filled,
+            "rows": self._rows,
+            "episodes": self._episodes,
+            "has_task": self._has_task,
+            "rng": self._rng.bit_generator.state,
+        }
+        return arrays, meta
+
+    def load_state_dict(self, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> None:
+        """Inverse of state_dict; the buffer must have the same capacity, shapes and dtype."""
+        mine = (self.capacity, list(self.obs_shape), self.action_dim, self.obs_dtype.name)
+        theirs = (meta["capacity"], list(meta["obs_shape"]), meta["action_dim"], meta["obs_dtype"])
+        if mine != theirs:
+            raise CheckpointError(
+                "replay state (capacity, obs_shape, action_dim, obs_dtype) = "
+                f"{tuple(theirs)} does not match this buffer {tuple(mine)}."
+            )
+        n = int(meta["filled"])
+        for name in ("obs", "action", "reward", "terminated", "task", "left"):
+            if name not in arrays or len(arrays[name]) != n:
+                raise CheckpointError(f"replay state array {name!r} is missing or not {n} rows.")
+            getattr(self, f"_{name}")[:n] = arrays[name]
+        self._left[n:] = -1
+        self._write, self._filled = int(meta["write"]), n
+        self._rows, self._episodes = int(meta["rows"]), int(meta["episodes"])
+        self._has_task = meta["has_task"]
+        self._rng.bit_generator.state = meta["rng"]
+        self._starts.clear()
