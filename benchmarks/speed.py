@@ -1,0 +1,308 @@
+"""Speed of act and update per backend: ms per call and achieved GFLOP/s.
+
+For each backend present (torch, jax), model size (1, 5) and observation/action dims
+(cheetah-run 17/6, dog-run 223/38) it builds an agent with the paper planner (or the CPU
+preset's, --preset cpu), times `act` (training mode, warm start on) and `update` (batch 256)
+and reports the median over repetitions after warm-up. A float32 1024x1024 matmul is timed in
+the same process as the machine's reference throughput.
+
+Weights: by default the TD-MPC2 initialisation with the zero-initialised last layers (reward,
+energy, Q) replaced by random values (std 0.02), so that values, softmaxes and elite choices are
+not degenerate (--weights random). --weights init keeps the initialisation; --weights trained
+first runs --train-updates updates on random batches (slow at model size 5).
+
+GFLOP counts are analytic: every Linear layer costs 2 x rows x in x out FLOPs (multiply-adds of
+the matmul; biases, norms and activations are not counted). They count what the exact algorithm
+needs, identical for both backends (see `act_flops` and `update_flops`):
+- act (diffusion): per level, N candidates x (H steps of dynamics + reward + F, minus the first
+  step's [z0, e] part of their first layers, computed once per act) + N x (policy + the two Q
+  members of the pair) at the bootstrap + P policy rollouts (policy at z0 once per act);
+- update: no-gradient parts x1 (TD target with the pair of target members, energy candidates),
+  parts with parameter gradients x3 (forward + 2 x backward), the Q pair of the policy step x2
+  (forward + input gradient).
+
+Usage:
+    uv run python benchmarks/speed.py [--backend torch] [--model-size 5] [--dims 17,6]
+        [--preset paper|cpu] [--threads 2] [--json]
+
+On a machine shared with other busy processes, OpenMP threads that wait for each other at every
+parallel region make 2-thread timings swing by 10x; time on a quiet machine (or with
+--threads 1) and compare with the matmul figure printed alongside.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable
+
+import numpy as np
+from mbdpo_core.batch import Batch
+from mbdpo_core.config.load import load_config
+from mbdpo_core.config.schema import Config
+from mbdpo_core.noise import diffusion_levels
+from mbdpo_core.params import init_params, module_layers
+from mbdpo_core.tasks import TASKS
+
+BACKENDS = ("torch", "jax")
+DEFAULT_DIMS = ((17, 6), (223, 38))
+
+
+# ----- analytic FLOP counts -------------------------------------------------------------------
+def _macs(cfg: Config) -> dict[str, int]:
+    """Multiply-adds per row of each module (per member for q)."""
+    return {
+        m: sum(l.in_dim * l.out_dim for l in layers) for m, layers in module_layers(cfg).items()
+    }
+
+
+def _value_macs(cfg: Config, rows: int, mac: dict[str, int]) -> int:
+    """The value estimate for `rows` candidates sharing one first latent."""
+    Z, E, M, H = cfg.latent_dim, cfg.task_dim, cfg.mlp_dim, cfg.horizon
+    step = mac["dynamics"] + mac["reward"] + mac["energy"]
+    first_step = step - (Z + E) * 3 * M  # the [z0, e] part is computed once per act
+    term = H * mac.get("termination", 0)
+    return rows * (first_step + (H - 1) * step + term + mac["pi"] + 2 * mac["q"])
+
+
+def act_flops(cfg: Config) -> int:
+    """FLOPs of one act with cfg.planner (see the module docstring)."""
+    mac = _macs(cfg)
+    Z, E, M, H = cfg.latent_dim, cfg.task_dim, cfg.mlp_dim, cfg.horizon
+    total = mac["encoder"]
+    if cfg.planner == "policy":
+        return 2 * (total + mac["pi"])
+    if cfg.planner == "diffusion" and cfg.score_only_inference:
+        return 2 * (total + diffusion_levels(cfg) * mac["score"])
+    if cfg.planner == "diffusion":
+        levels, N, P = diffusion_levels(cfg), cfg.diffusion_num_samples, cfg.diffusion_num_pi_trajs
+    else:
+        levels, N, P = cfg.iterations, cfg.num_samples, cfg.num_pi_trajs
+    P = min(P, N)
+    rollouts = P * ((H - 1) * mac["pi"] + H * mac["dynamics"])
+    rollout_sets = levels if cfg.planner == "diffusion" else 1
+    total += (Z + E) * 3 * M + mac["pi"] + rollout_sets * rollouts
+    total += levels * _value_macs(cfg, N, mac)
+    return 2 * total
+
+
+def update_flops(cfg: Config) -> int:
+    """FLOPs of one update (see the module docstring)."""
+    mac = _macs(cfg)
+    H, B, Nq = cfg.horizon, cfg.batch_size, cfg.num_q
+    Z, E, M = cfg.latent_dim, cfg.task_dim, cfg.mlp_dim
+    R = H * B
+    no_grad = R * (mac["encoder"] + mac["pi"] + 2 * mac["q"])  # TD target
+    en_z = (Z + E) * M
+    no_grad += R * (mac["pi"] + 3 * (mac["energy"] - en_z))  # energy candidates
+    grad = B * mac["encoder"] + R * (mac["dynamics"] + mac["reward"] + Nq * mac["q"])
+    grad += R * mac.get("termination", 0)
+    grad += R * en_z + 2 * R * (mac["energy"] - en_z)  # positive and negative, shared z part
+    grad += (H + 1) * B * mac["pi"]
+    q_pair = (H + 1) * B * 2 * mac["q"]
+    if cfg.use_score_network:
+        no_grad += _value_macs(cfg, cfg.diffusion_num_samples_mf, mac)
+        grad += mac["score"]
+    return 2 * (no_grad + 3 * grad + 2 * q_pair)
+
+
+# ----- timing ---------------------------------------------------------------------------------
+def task_for(obs_dim: int, action_dim: int) -> str:
+    """A single-task name with these dims (cheetah-run for 17/6, dog-run for 223/38)."""
+    for name, spec in TASKS.items():
+        if (spec.obs_dim, spec.action_dim) == (obs_dim, action_dim) and spec.suite == "dmcontrol":
+            return name
+    for name, spec in TASKS.items():
+        if (spec.obs_dim, spec.action_dim) == (obs_dim, action_dim):
+            return name
+    raise SystemExit(f"No task has obs/action dims {obs_dim}/{action_dim} (e.g. 17,6 or 223,38).")
+
+
+def median_time(fn: Callable[[], object], warmup: int, reps: int) -> float:
+    """Median wall-clock seconds of fn() over reps calls, after warmup calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def matmul_gflops(reps: int = 20) -> float:
+    """Throughput of a float32 1024x1024 matmul (torch if installed, else numpy)."""
+    try:
+        import torch
+
+        a = torch.randn(1024, 1024)
+        fn: Callable[[], object] = lambda: a @ a  # noqa: E731
+    except ImportError:
+        a = np.random.default_rng(0).standard_normal((1024, 1024)).astype(np.float32)
+        fn = lambda: a @ a  # noqa: E731
+    return 2 * 1024**3 / median_time(fn, 3, reps) / 1e9
+
+
+def random_batch(cfg: Config, rng: np.random.Generator) -> Batch:
+    H, B, A = cfg.horizon, cfg.batch_size, cfg.action_dim
+    return Batch(
+        obs=rng.standard_normal((H + 1, B, *cfg.obs_shape)).astype(np.float32),
+        action=rng.uniform(-1, 1, (H, B, A)).astype(np.float32),
+        reward=rng.standard_normal((H, B, 1)).astype(np.float32),
+        terminated=np.zeros((H, B, 1), np.float32),
+    )
+
+
+def prepare_weights(agent, cfg: Config, mode: str, updates: int, rng: np.random.Generator) -> None:
+    """Set the agent's weights per --weights (init | random | trained)."""
+    if mode == "init":
+        return
+    params = init_params(cfg, rng)
+    if mode == "random":
+        for name in params:
+            if name.split(".")[0] in ("reward", "energy", "q", "target_q") and name.endswith(
+                "weight"
+            ):
+                params[name] = (0.02 * rng.standard_normal(params[name].shape)).astype(np.float32)
+        agent.import_params(params)
+        return
+    for _ in range(updates):
+        agent.update(random_batch(cfg, rng))
+
+
+def run_one(backend: str, size: int, dims: tuple[int, int], args: argparse.Namespace) -> dict:
+    module = importlib.import_module(f"mbdpo_{backend}")  # lazy: only the requested backends
+    overrides = [
+        f"task={task_for(*dims)}",
+        f"model_size={size}",
+        f"preset={args.preset}",
+        f"batch_size={args.batch_size}",
+        f"device={args.device}",
+    ]
+    cfg = load_config(overrides, backend=backend)
+    agent = module.Agent(cfg)
+    rng = np.random.default_rng(0)
+    prepare_weights(agent, cfg, args.weights, args.train_updates, rng)
+    obs = rng.standard_normal(cfg.obs_shape).astype(np.float32)
+    agent.act(obs, True, False)
+    act_s = median_time(lambda: agent.act(obs, False, False), args.warmup, args.reps)
+    batch = random_batch(cfg, rng)
+    update_s = median_time(lambda: agent.update(batch), args.warmup, args.reps)
+    return {
+        "backend": backend,
+        "model_size": size,
+        "obs_dim": dims[0],
+        "action_dim": dims[1],
+        "act_ms": act_s * 1e3,
+        "update_ms": update_s * 1e3,
+        "act_gflops": act_flops(cfg) / 1e9,
+        "update_gflops": update_flops(cfg) / 1e9,
+    }
+
+
+def available_backends() -> list[str]:
+    found = []
+    for name in BACKENDS:
+        try:
+            importlib.import_module(f"mbdpo_{name}")
+            found.append(name)
+        except ImportError:
+            continue
+    return found
+
+
+def parse_dims(text: str) -> tuple[int, int]:
+    try:
+        obs, act = (int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--dims takes OBS,ACTION (e.g. 17,6), got {text!r}"
+        ) from None
+    return obs, act
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--backend",
+        action="append",
+        choices=BACKENDS,
+        help="backend to time (repeatable; default: every installed backend)",
+    )
+    parser.add_argument(
+        "--model-size",
+        action="append",
+        type=int,
+        choices=(1, 5, 19, 48, 317),
+        help="model size (repeatable; default 1 and 5)",
+    )
+    parser.add_argument(
+        "--dims",
+        action="append",
+        type=parse_dims,
+        help="OBS,ACTION dims (repeatable; default 17,6 and 223,38)",
+    )
+    parser.add_argument(
+        "--preset",
+        choices=("paper", "cpu"),
+        default="paper",
+        help="planner settings: paper (20 levels, 512 samples) or cpu",
+    )
+    parser.add_argument("--device", default="cpu", help="device (cpu | cuda | auto | gpu)")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--reps", type=int, default=5, help="timed repetitions (median)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed calls first")
+    parser.add_argument("--weights", choices=("init", "random", "trained"), default="random")
+    parser.add_argument(
+        "--train-updates",
+        type=int,
+        default=200,
+        help="updates before timing with --weights trained",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch intra-op threads (0 = torch's default: one per core)",
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args(argv)
+    if args.threads and "torch" in (args.backend or BACKENDS):
+        try:
+            import torch
+
+            torch.set_num_threads(args.threads)
+        except ImportError:
+            pass
+
+    backends = args.backend or available_backends()
+    if not backends:
+        raise SystemExit("No backend installed: install mbdpo-torch and/or mbdpo-jax.")
+    matmul = matmul_gflops()
+    results = []
+    for backend in backends:
+        for size in args.model_size or (1, 5):
+            for dims in args.dims or DEFAULT_DIMS:
+                row = run_one(backend, size, dims, args)
+                results.append(row)
+                if not args.json:
+                    print(
+                        f"{backend:5s} size {size:3d} {dims[0]:3d}/{dims[1]:2d}: "
+                        f"act {row['act_ms']:8.1f} ms ({row['act_gflops']:6.1f} GFLOP, "
+                        f"{row['act_gflops'] / row['act_ms'] * 1e3:5.1f} GFLOP/s)  "
+                        f"update {row['update_ms']:7.1f} ms ({row['update_gflops']:5.1f} GFLOP, "
+                        f"{row['update_gflops'] / row['update_ms'] * 1e3:5.1f} GFLOP/s)",
+                        flush=True,
+                    )
+    if args.json:
+        print(json.dumps({"matmul_gflops": matmul, "results": results}))
+    else:
+        print(f"float32 1024x1024 matmul: {matmul:.1f} GFLOP/s", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

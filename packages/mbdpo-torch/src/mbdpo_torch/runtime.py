@@ -1,0 +1,69 @@
+"""The only framework-specific knobs: device choice, float32 precision, denormals, compile."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from mbdpo_core.errors import ConfigError
+
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "cuda:N")
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """Map a config device string to a torch device.
+
+    `auto` -> cuda if available else cpu; `cpu`; `cuda`; `cuda:N`.
+    Raises ConfigError for other strings or a CUDA device that is not there.
+    """
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name == "cuda" or (name.startswith("cuda:") and name[5:].isdigit()):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device={name!r} but torch sees no CUDA device. Use device=cpu.")
+        index = int(name[5:]) if ":" in name else 0
+        if index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"device={name!r} but only {torch.cuda.device_count()} CUDA device(s) exist."
+            )
+        return torch.device(name)
+    raise ConfigError(f"Invalid device={name!r}. Valid choices: {', '.join(DEVICE_CHOICES)}.")
+
+
+def configure(device: torch.device) -> None:
+    """Process-wide numerics for parity: full float32 matmuls (no TF32), flush CPU denormals.
+
+    Trained weights produce many denormal floats in the planner, which slow x86 CPUs several
+    fold (ARCHITECTURE.md); flushing them to zero changes results by < 1e-38.
+    """
+    torch.set_float32_matmul_precision("highest")
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    if device.type == "cpu":
+        torch.set_flush_denormal(True)
+
+
+def maybe_compile(fn: Callable[..., Any], enabled: bool) -> Callable[..., Any]:
+    """torch.compile `fn` when enabled (cfg.compile), else return it unchanged."""
+    return torch.compile(fn, dynamic=False) if enabled else fn
+
+
+def make_generator(seed: int, device: torch.device) -> torch.Generator:
+    """A torch.Generator on `device` seeded from the config seed (the agent's only RNG)."""
+    gen = torch.Generator(device=device)
+    gen.manual_seed(int(seed))
+    return gen
+
+
+def to_tensor(x: Any, device: torch.device, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """numpy / scalar / tensor -> tensor on device (float arrays become float32)."""
+    if isinstance(x, torch.Tensor):
+        return x.to(device=device, dtype=dtype) if dtype else x.to(device)
+    arr = np.asarray(x)
+    if dtype is None and arr.dtype.kind == "f":
+        dtype = torch.float32
+    return torch.as_tensor(arr, dtype=dtype, device=device)
