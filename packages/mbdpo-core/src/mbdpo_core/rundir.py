@@ -34,7 +34,10 @@ def read_config(run_dir: Path) -> Config:
     path = run_dir / CONFIG_FILE
     if not path.exists():
         raise ConfigError(f"resume=true but {path} does not exist: not a run directory.")
-    return config_from_dict(json.loads(path.read_text()))
+    try:
+        return config_from_dict(json.loads(path.read_text()))
+    except (ValueError, TypeError) as err:
+        raise ConfigError(f"{path} is not a valid run config: {err}") from None
 
 
 def resume_config(run_dir: Path, requested: Config, explicit: dict[str, Any]) -> Config:

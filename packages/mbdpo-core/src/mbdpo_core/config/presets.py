@@ -26,8 +26,8 @@ PRESETS: dict[str, dict[str, object]] = {
         "num_pi_trajs": 8,
         "iterations": 4,
         "steps": 20000,
-        "eval_freq": 2000,
-        "eval_episodes": 5,
+        "eval_freq": 2500,
+        "eval_episodes": 3,
         "save_every": 10000,
     },
 }
