@@ -34,8 +34,8 @@ def test_paper_defaults_match_the_published_hyperparameters():
 def test_auto_preset_picks_cpu_without_gpu_and_says_so():
     cfg = load_config([], gpu_available=False)
     assert cfg.preset == "cpu" and cfg.model_size == 1 and cfg.latent_dim == 128
-    assert cfg.diffusion_num_samples == 128 and cfg.diffusion_num_elites == 16
-    assert cfg.diffusion_steps == 10
+    assert cfg.diffusion_num_samples == 64 and cfg.diffusion_num_elites == 8
+    assert cfg.diffusion_steps == 6 and cfg.batch_size == 64
     assert any("CPU preset" in n for n in cfg.notes)
     assert load_config([], gpu_available=True).preset == "paper"
 

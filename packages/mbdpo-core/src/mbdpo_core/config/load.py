@@ -80,8 +80,8 @@ def load_config(
         preset = "paper" if gpu_available else "cpu"
         if preset == "cpu":
             notes.append(
-                "No GPU found: using the CPU preset (model_size 1, 10 diffusion levels, "
-                "128 samples, 16 elites). Pass preset=paper for the published settings."
+                "No GPU found: using the CPU preset (model_size 1, batch 64, 6 diffusion levels, "
+                "64 samples, 8 elites). Pass preset=paper for the published settings."
             )
     values.update(PRESETS[preset])
     values["preset"] = preset
