@@ -196,6 +196,8 @@ class OnlineTrainer:
             save_due |= checkpoint_due(st.step, cfg.save_every)
             if bar is not None:
                 bar.update(1)
+            elif st.step % self.status_every == 0:
+                self._print_status(t_start, step_start)
         if bar is not None:
             bar.close()
         elapsed = time.perf_counter() - t_start
@@ -205,6 +207,22 @@ class OnlineTrainer:
             "wall_time_s": elapsed,
             "steps_per_s": (st.step - step_start) / max(elapsed, 1e-9),
         }
+
+    @property
+    def status_every(self) -> int:
+        """Steps between status lines when there is no progress bar (logs, nohup, CI)."""
+        return max(self.cfg.steps // 20, 500)
+
+    def _print_status(self, t_start: float, step_start: int) -> None:
+        st, elapsed = self.state, time.perf_counter() - t_start
+        rate = (st.step - step_start) / max(elapsed, 1e-9)
+        eta = (self.cfg.steps - st.step) / max(rate, 1e-9)
+        last = self.last_eval.get("episode_reward")
+        print(
+            f"step {st.step:,}/{self.cfg.steps:,}  {rate:.1f} steps/s  ETA {eta / 60:.0f} min"
+            + (f"  last eval {last:.1f}" if last is not None else ""),
+            flush=True,
+        )
 
     def _evaluated_at(self, step: int) -> bool:
         return self.last_eval.get("step") == step
