@@ -21,6 +21,12 @@ TINY = [
     "diffusion_num_elites=8",
     "diffusion_num_pi_trajs=4",
     "diffusion_steps=5",
+    # the MPPI sizes of test_parity_planners.py: the same Config, so JAX compiles the diffusion
+    # planner once for both files
+    "num_samples=32",
+    "num_elites=8",
+    "num_pi_trajs=4",
+    "iterations=3",
 ]
 BACKENDS = {"torch": mbdpo_torch.Agent, "jax": mbdpo_jax.Agent}
 ACT_TOL = 1e-4

@@ -86,6 +86,7 @@ def test_update(tiny, rparams, rbatch, over, task_name):
     for agent, fast in zip(agents, (True, False), strict=True):
         agent.import_params(params)
         batch = agent._batch(rbatch(cfg, 3))
+        grads = {}
         metrics, stats, scale = update_step(
             agent.model,
             agent.optim,
@@ -95,10 +96,26 @@ def test_update(tiny, rparams, rbatch, over, task_name):
             agent.energy_stats,
             agent.scale,
             fast=fast,
+            grads_out=grads,
         )
-        results.append(({k: float(v) for k, v in metrics.items()}, agent.export_params()))
-    (m_fast, p_fast), (m_slow, p_slow) = results
+        metrics = {k: float(v) for k, v in metrics.items()}
+        results.append((metrics, {k: g.numpy() for k, g in grads.items()}, agent.export_params()))
+    (m_fast, g_fast, p_fast), (m_slow, g_slow, p_slow) = results
     for key in m_fast:
         np.testing.assert_allclose(m_fast[key], m_slow[key], rtol=1e-5, atol=1e-6, err_msg=key)
+    assert set(g_fast) == set(g_slow)
+    # float32 rounding of a gradient grows with the loss (atol scales with the gradient norm);
+    # rtol 1e-4 as in the parity tests: the score target divides by 1 - alpha_bar, which
+    # magnifies the value estimate's rounding in a few score-net gradients to ~7e-5 relative
+    gtol = {}
+    for name in g_fast:
+        norm = m_slow["pi_grad_norm" if name.startswith("pi.") else "grad_norm"]
+        gtol[name] = 1e-7 * max(norm, 10.0)
+        np.testing.assert_allclose(g_fast[name], g_slow[name], 1e-4, gtol[name], err_msg=name)
     for name in p_fast:
-        np.testing.assert_allclose(p_fast[name], p_slow[name], rtol=1e-5, atol=1e-6, err_msg=name)
+        # Adam's first step moves a parameter by lr g / (|g| + 1e-8): where |g| is near the
+        # rounding level of the gradients that step is rounding noise itself
+        settled = np.abs(g_slow[name]) > 100 * gtol[name] if name in g_slow else slice(None)
+        np.testing.assert_allclose(
+            p_fast[name][settled], p_slow[name][settled], rtol=1e-5, atol=1e-6, err_msg=name
+        )

@@ -103,6 +103,9 @@ class UpdateNoise:
       pi_q_pair [2]               members averaged in the policy objective
       pi_q_keep [2, H+1, B, M]    dropout masks of those two members
       score: ScoreNoise or None   only when use_score_network
+      obs_shift [H+1, B, 2] int   random-shift offsets (dx, dy) in [0, 2 x 3] of every encoded
+                                  observation (obs=rgb only, else None); (3, 3) = no shift.
+                                  Augmentation is applied in the update only, never when acting.
     """
 
     target_pi_eps: Array
@@ -115,6 +118,11 @@ class UpdateNoise:
     pi_q_pair: Array
     pi_q_keep: Array
     score: ScoreNoise | None = None
+    obs_shift: Array | None = None
+
+
+SHIFT_PAD = 3
+"""Replicate padding of the rgb random-shift augmentation: offsets lie in [0, 2 x SHIFT_PAD]."""
 
 
 def diffusion_levels(cfg: Config) -> int:
@@ -190,4 +198,7 @@ def draw_update_noise(cfg: Config, rng: np.random.Generator) -> UpdateNoise:
         pi_q_pair=_pairs(rng, Nq),
         pi_q_keep=(rng.random((2, H + 1, B, M)) < keep).astype(np.float32),
         score=draw_score_noise(cfg, rng) if cfg.use_score_network else None,
+        obs_shift=rng.integers(0, 2 * SHIFT_PAD + 1, (H + 1, B, 2)).astype(np.int32)
+        if cfg.obs == "rgb"
+        else None,
     )

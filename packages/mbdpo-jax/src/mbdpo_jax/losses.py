@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 from mbdpo_core.noise import ScoreNoise, UpdateNoise
 
+from .augment import random_shift
 from .math import bce_with_logits, noise_schedule, running_scale_update, soft_ce, two_hot_inv
 from .planners.value import clean_values, value_estimate
 from .world_model import WorldModel
@@ -118,9 +119,14 @@ def world_model_loss(
     """Total world-model loss (steps 1-5 of the spec, before the optimizer step).
 
     Returns (total, aux) with aux: the loss terms (scalars), zs [H+1, B, Z], td [H, B, 1] and
-    energy_stats (mu, sigma) updated after the loss.
+    energy_stats (mu, sigma) updated after the loss. obs=rgb: every observation of the batch is
+    first shifted by noise.obs_shift [H+1, B, 2] (augmentation in the update only).
     """
     cfg = wm.cfg
+    if cfg.obs == "rgb":
+        if noise.obs_shift is None:
+            raise ValueError("obs=rgb needs UpdateNoise.obs_shift [H+1, B, 2] (random shift).")
+        batch = {**batch, "obs": random_shift(batch["obs"], noise.obs_shift)}
     H = batch["action"].shape[0]
     task_t = time_major_task(batch["task"], H)
     next_z = sg(wm.encode(batch["obs"][1:], task_t))

@@ -21,6 +21,8 @@ from mbdpo_core.noise import (
     diffusion_levels,
 )
 
+from .augment import draw_shift
+
 for _cls in (ValueNoise, DiffusionNoise, MppiNoise, PolicyNoise, ScoreNoise, UpdateNoise):
     try:
         jax.tree_util.register_dataclass(
@@ -103,6 +105,8 @@ def draw_update_noise(cfg: Config, key: jax.Array, batch_size: int | None = None
         pi_q_pair=pairs(k[7], Nq),
         pi_q_keep=jax.random.bernoulli(k[8], keep, (2, H + 1, B, M)).astype(jnp.float32),
         score=draw_score_noise(cfg, k[9]) if cfg.use_score_network else None,
+        # a key of its own (not an 11th split) keeps the state-obs draws unchanged
+        obs_shift=draw_shift(jax.random.fold_in(key, 10), H + 1, B) if cfg.obs == "rgb" else None,
     )
 
 

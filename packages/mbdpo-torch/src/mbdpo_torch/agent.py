@@ -9,6 +9,8 @@ Public entry points:
         mbdpo_core.noise, numpy or torch); updates the warm start like act.
     update_with_noise(batch, noise) -> dict[str, float]
         update with a caller's UpdateNoise (numpy or torch); the parity tests use both.
+    grads_with_noise(batch, noise) -> dict[str, np.ndarray]
+        the unclipped gradients of that update by canonical name; the agent is unchanged.
     export_params() / import_params(params)  canonical numpy dict (mbdpo_core.params naming)
     state_dict() / load_state_dict(arrays, meta), save(path) / load(path)
         core's checkpoint format (mbdpo_core.checkpoint); checkpoints of either backend load.
@@ -20,6 +22,7 @@ requires use_score_network).
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +125,27 @@ class Agent:
         values = torch.stack([metrics[k].float().reshape(()) for k in METRICS]).tolist()
         return dict(zip(METRICS, values, strict=True))
 
+    def grads_with_noise(self, batch: Batch, noise: Any) -> dict[str, np.ndarray]:
+        """Gradients of one update in canonical names, before clipping, without changing state.
+
+        World-model parameters get d total_loss; pi.* get d pi_loss computed with the Q
+        parameters after the world-model optimizer step (as in update). The update runs on a
+        copy of the model and both optimisers. Shapes: each gradient has its parameter's shape.
+        """
+        model, optim, pi_optim = copy.deepcopy((self.model, self.optim, self.pi_optim))
+        grads: dict[str, torch.Tensor] = {}
+        self._update(
+            model,
+            optim,
+            pi_optim,
+            self._batch(batch),
+            to_torch(noise, self.device),
+            self.energy_stats,
+            self.scale,
+            grads_out=grads,
+        )
+        return {k: g.cpu().numpy().astype(np.float32) for k, g in grads.items()}
+
     def _batch(self, batch: Batch) -> TorchBatch:
         dev, cfg = self.device, self.cfg
         obs = torch.as_tensor(np.asarray(batch.obs), device=dev)
@@ -191,7 +215,7 @@ class Agent:
             for name, p in params.items():
                 optim.state[p] = (
                     {
-                        "step": torch.tensor(float(step)),
+                        "step": torch.tensor(float(step), device=self.device),
                         "exp_avg": torch.as_tensor(moments[f"{name}/exp_avg"], device=self.device),
                         "exp_avg_sq": torch.as_tensor(
                             moments[f"{name}/exp_avg_sq"], device=self.device

@@ -56,15 +56,39 @@ def simnorm(x: torch.Tensor, group: int) -> torch.Tensor:
     return (e / e.sum(dim=-1, keepdim=True)).reshape(shape)
 
 
+class _Mish(torch.autograd.Function):
+    """Mish with its derivative from the forward's one exp (about 2x faster than F.mish and its
+    backward on CPU). With u = e^x and n = u (u + 2): tanh(softplus(x)) = n / (n + 2) and
+    d/dx x n / (n + 2) = (n + 4 x u (u + 1) / (n + 2)) / (n + 2). x is capped at 20 for u and
+    in the second term (there n / (n + 2) is 1 and the second term < 1e-15 in float32).
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        xc = torch.clamp(x, max=20.0)
+        u = torch.exp(xc)
+        ctx.save_for_backward(xc, u)
+        n = u.add(2.0).mul_(u)
+        return n.div_(n + 2.0).mul_(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        xc, u = ctx.saved_tensors
+        n = u.add(2.0).mul_(u)
+        r = n.add(2.0).reciprocal_()
+        second = u.add(1.0).mul_(u).mul_(r).mul_(xc).mul_(4.0)
+        return second.add_(n).mul_(r).mul_(grad)
+
+
 def mish(x: torch.Tensor) -> torch.Tensor:
     """x tanh(softplus(x)).
 
-    Without autograd (planning) it is computed as x n / (n + 2) with n = e^x (e^x + 2), the
-    same function in one exp and in-place passes (about 1.5x faster than F.mish on CPU);
-    e^x is capped at x = 20, where n / (n + 2) is 1 in float32.
+    Computed as x n / (n + 2) with n = e^x (e^x + 2), the same function in one exp and
+    in-place passes (about 1.5x faster than F.mish on CPU); e^x is capped at x = 20, where
+    n / (n + 2) is 1 in float32. With autograd, _Mish gives the derivative from the same exp.
     """
     if torch.is_grad_enabled() and x.requires_grad:
-        return F.mish(x)
+        return _Mish.apply(x)
     u = torch.exp(torch.clamp(x, max=20.0))
     n = u.add(2.0).mul_(u)
     return n.div_(n + 2.0).mul_(x)

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from mbdpo_core.config.schema import Config
 from mbdpo_core.noise import (
+    SHIFT_PAD,
     DiffusionNoise,
     MppiNoise,
     PolicyNoise,
@@ -109,7 +110,13 @@ class Drawer:
             pi_q_pair=self.pair(),
             pi_q_keep=self.keep(2, H + 1, B, M),
             score=self.score() if cfg.use_score_network else None,
+            obs_shift=self.shift(H + 1, B) if cfg.obs == "rgb" else None,
         )
+
+    def shift(self, *lead: int) -> torch.Tensor:
+        """Random-shift offsets (dx, dy) in [0, 2 SHIFT_PAD]. Shapes: -> [*lead, 2] int64."""
+        high = 2 * SHIFT_PAD + 1
+        return torch.randint(0, high, (*lead, 2), generator=self.gen, device=self.device)
 
 
 def to_torch(bundle: Any, device: torch.device) -> Any:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from mbdpo_core.noise import UpdateNoise
 
+from .augment import shift_batch
 from .losses import (
     TorchBatch,
     energy_loss,
@@ -52,7 +53,12 @@ def param_groups(
 
 
 def make_optimizers(model: WorldModel) -> tuple[torch.optim.Adam, torch.optim.Adam]:
-    """Main Adam (encoder group at lr x enc_lr_scale) and policy Adam (eps 1e-5)."""
+    """Main Adam (encoder group at lr x enc_lr_scale) and policy Adam (eps 1e-5).
+
+    Both are torch's fused Adam (one kernel for all parameters; 3x faster than foreach on CPU,
+    the same step within float32 rounding). Its step counts are float32 tensors on the
+    parameters' device.
+    """
     cfg = model.cfg
     wm, pi = param_groups(model)
     enc = [p for n, p in wm.items() if n.startswith("encoder.")]
@@ -62,24 +68,36 @@ def make_optimizers(model: WorldModel) -> tuple[torch.optim.Adam, torch.optim.Ad
         lr=cfg.lr,
         betas=(0.9, 0.999),
         eps=1e-8,
-        foreach=True,
+        fused=True,
     )
     pi_optim = torch.optim.Adam(
-        list(pi.values()), lr=cfg.lr, betas=(0.9, 0.999), eps=1e-5, foreach=True
+        list(pi.values()), lr=cfg.lr, betas=(0.9, 0.999), eps=1e-5, fused=True
     )
     return optim, pi_optim
 
 
 def _apply(
-    loss: torch.Tensor, params: list[torch.nn.Parameter], optim: torch.optim.Adam, clip: float
+    loss: torch.Tensor,
+    params: dict[str, torch.nn.Parameter],
+    optim: torch.optim.Adam,
+    clip: float,
+    grads_out: dict[str, torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """Gradients of loss (zero where unused), global-norm clip, one Adam step. -> norm []."""
-    grads = torch.autograd.grad(loss, params, allow_unused=True)
-    for p, g in zip(params, grads, strict=True):
-        p.grad = torch.zeros_like(p) if g is None else g
-    norm = torch.nn.utils.clip_grad_norm_(params, clip, foreach=True)
+    """Gradients of loss (zero where unused), global-norm clip, one Adam step. -> norm [].
+
+    grads_out: when given, receives the unclipped gradients by canonical name.
+    """
+    plist = list(params.values())
+    grads = torch.autograd.grad(loss, plist, allow_unused=True)
+    for (name, p), g in zip(params.items(), grads, strict=True):
+        # fused Adam reads gradients as dense memory: a strided view (the gradient of a
+        # sliced or permuted weight) would be misread
+        p.grad = torch.zeros_like(p) if g is None else g.contiguous()
+        if grads_out is not None:
+            grads_out[name] = p.grad.detach().clone()
+    norm = torch.nn.utils.clip_grad_norm_(plist, clip, foreach=True)
     optim.step()
-    for p in params:
+    for p in plist:
         p.grad = None
     return norm
 
@@ -93,6 +111,7 @@ def update_step(
     energy_stats: torch.Tensor,
     scale: torch.Tensor,
     fast: bool = True,
+    grads_out: dict[str, torch.Tensor] | None = None,
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
     """One full update.
 
@@ -104,12 +123,15 @@ def update_step(
         fast: the optimised computation (pair-only target Q, reward and Q first layers as
             one matmul, F's latent part shared, fused value estimate in the score loss);
             False = the straightforward one (same numbers).
+        grads_out: when given, receives the unclipped gradients by canonical name: d total
+            loss for the world-model parameters, d pi_loss for pi.* (Q after the model step).
 
     Returns:
         (metrics as 0-d tensors, new energy_stats [2], new scale []).
     """
     cfg = model.cfg
     wm, pi = param_groups(model)
+    batch = shift_batch(cfg, batch, noise.obs_shift)  # rgb: random shift, in the update only
     next_z, td = td_targets(model, batch, noise, fast)
     zs = rollout(model, batch)
     losses = model_losses(model, batch, zs, next_z, td, noise.q_keep, fast)
@@ -128,10 +150,10 @@ def update_step(
         + cfg.contrastive_coef * losses["energy_loss"]
         + cfg.score_loss_coef * losses["score_loss"]
     )
-    grad_norm = _apply(total, list(wm.values()), optim, cfg.grad_clip_norm)
+    grad_norm = _apply(total, wm, optim, cfg.grad_clip_norm, grads_out)
 
     pi_loss, new_scale, info = policy_loss(model, zs.detach(), batch.task, noise, scale)
-    pi_grad_norm = _apply(pi_loss, list(pi.values()), pi_optim, cfg.grad_clip_norm)
+    pi_grad_norm = _apply(pi_loss, pi, pi_optim, cfg.grad_clip_norm, grads_out)
     model.polyak(cfg.tau)
 
     metrics = {k: v.detach() for k, v in losses.items()}

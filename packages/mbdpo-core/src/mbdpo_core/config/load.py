@@ -157,6 +157,7 @@ def _derive(values: dict[str, Any], *, backend: str, notes: list[str], user: dic
     if values["obs"] == "rgb":
         if multitask:
             raise ConfigError("obs=rgb is single-task only.")
+        _rgb_channels(values, notes, user)
         obs_shape: tuple[int, ...] = (9, 64, 64)
     else:
         obs_shape = (max(s.obs_dim for s in specs),)
@@ -186,6 +187,30 @@ def _derive(values: dict[str, Any], *, backend: str, notes: list[str], user: dic
         bin_size=(values["vmax"] - values["vmin"]) / (values["num_bins"] - 1),
         notes=tuple(notes),
     )
+
+
+def _rgb_channels(values: dict[str, Any], notes: list[str], user: dict) -> None:
+    """The conv encoder flattens 4 x 4 x num_channels features, which must equal latent_dim.
+
+    Sets num_channels = latent_dim // 16 unless the user set it; raises ConfigError when the
+    two do not agree.
+    """
+    latent = values["latent_dim"]
+    if "num_channels" not in user:
+        values["num_channels"] = latent // 16
+        notes.append(
+            f"obs=rgb: num_channels set to latent_dim // 16 = {latent // 16} (the conv encoder "
+            "flattens 4 x 4 x num_channels features into the latent)."
+        )
+    channels = values["num_channels"]
+    if latent != 16 * channels:
+        raise ConfigError(
+            f"obs=rgb needs latent_dim = 16 x num_channels (the conv encoder's 4 x 4 x "
+            f"num_channels output is the latent), got latent_dim={latent} and "
+            f"num_channels={channels}. Use a latent_dim that is a multiple of 16 and leave "
+            f"num_channels unset, or set num_channels={latent // 16 or 1} with "
+            f"latent_dim={16 * max(latent // 16, 1)}."
+        )
 
 
 def config_to_dict(cfg: Config) -> dict[str, Any]:

@@ -1,10 +1,12 @@
 """Numpy reference implementation (the oracle both backends are tested against).
 
-Submodules: math (elementwise math), schedule (diffusion schedule), scale (RunningScale),
-discount (discount heuristic), model (world-model forward), planning (value estimate and the
-three planners), losses (forward values of one update). All compute in float64.
+Submodules: augment (rgb random shift and conv encoder), math (elementwise math), schedule
+(diffusion schedule), scale (RunningScale), discount (discount heuristic), model (world-model
+forward), planning (value estimate and the three planners), losses (forward values of one
+update). All compute in float64.
 """
 
+from .augment import random_shift
 from .discount import discount_heuristic
 from .losses import policy_loss, polyak, world_model_losses
 from .math import (
@@ -44,6 +46,7 @@ __all__ = [
     "policy_plan",
     "polyak",
     "proposal_std",
+    "random_shift",
     "sigmoid",
     "simnorm",
     "soft_ce",

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import model
+from .augment import random_shift
 from .math import bce_with_logits, soft_ce, softmax
 from .planning import value_estimate
 from .scale import RunningScale
@@ -81,9 +82,16 @@ def world_model_losses(
     energy_loss, score_loss, total_loss, energy_mean and energy_std (the updated F statistics),
     plus arrays zs [H+1, B, Z] (rolled-out latents) and td [H, B, 1] (TD targets).
 
-    Shapes: batch.obs [H+1, B, O], action [H, B, A], reward/terminated [H, B, 1], task [B].
+    obs=rgb: every observation is first shifted by noise.obs_shift (augment.random_shift).
+
+    Shapes: batch.obs [H+1, B, O] (rgb: [H+1, B, 9, 64, 64] uint8), action [H, B, A],
+    reward/terminated [H, B, 1], task [B].
     """
     obs, action = _f64(batch.obs), _f64(batch.action)
+    if cfg.obs == "rgb":
+        if noise.obs_shift is None:
+            raise ValueError("obs=rgb needs UpdateNoise.obs_shift [H+1, B, 2] (random shift).")
+        obs = random_shift(batch.obs, noise.obs_shift)
     rew, terminated = _f64(batch.reward), _f64(batch.terminated)
     task = None if batch.task is None else np.asarray(batch.task, dtype=np.int64)
     H, B, A = action.shape

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..params import action_masks
+from .augment import conv_features
 from .math import (
     gaussian_logprob,
     layer_norm,
@@ -109,9 +110,15 @@ def action_mask(cfg: Config, task: Any) -> np.ndarray:
 
 
 def encode(params: Params, cfg: Config, obs: Any, task: Any = None) -> np.ndarray:
-    """Encoder h([obs, e]) -> latent on SimNorm simplices. Shapes: obs [..., O] -> [..., Z]."""
-    if cfg.obs != "state":
-        raise ConfigError(f"The numpy reference encodes obs=state only, got obs={cfg.obs!r}.")
+    """Encoder h([obs, e]) -> latent on SimNorm simplices.
+
+    obs=rgb: the conv encoder (augment.conv_features) then SimNorm; single-task, no shift here
+    (the update shifts its batch first).
+
+    Shapes: obs [..., O] (rgb: [..., 9, 64, 64] uint8) -> [..., Z].
+    """
+    if cfg.obs == "rgb":
+        return simnorm(conv_features(params, obs), cfg.simnorm_dim)
     return _mlp(params, "encoder", _cat(params, cfg, obs, task), cfg)
 
 
