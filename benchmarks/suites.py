@@ -32,8 +32,17 @@ RUNS: dict[str, list[str]] = {
 
 def run(backend: str, task: str, overrides: list[str], root: Path) -> dict[str, str]:
     run_dir = root / f"{task}-{backend}"
-    cmd = [sys.executable, str(ROOT / "apps" / "train"), "--backend", backend, f"task={task}",
-           "preset=cpu", "eval_episodes=2", f"run_dir={run_dir}", *overrides]
+    cmd = [
+        sys.executable,
+        str(ROOT / "apps" / "train"),
+        "--backend",
+        backend,
+        f"task={task}",
+        "preset=cpu",
+        "eval_episodes=2",
+        f"run_dir={run_dir}",
+        *overrides,
+    ]
     start = time.perf_counter()
     out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ}, cwd=ROOT)
     wall = time.perf_counter() - start
@@ -42,10 +51,16 @@ def run(backend: str, task: str, overrides: list[str], root: Path) -> dict[str, 
     with open(run_dir / "eval.csv") as f:
         rows = list(csv.DictReader(f))
     first, last = rows[0], rows[-1]
-    return {"task": task, "backend": backend, "status": "ok", "wall_s": f"{wall:.0f}",
-            "steps": last["step"], "return_0": f"{float(first['episode_reward']):.1f}",
-            "return_end": f"{float(last['episode_reward']):.1f}",
-            "success_end": f"{float(last['episode_success']):.2f}"}
+    return {
+        "task": task,
+        "backend": backend,
+        "status": "ok",
+        "wall_s": f"{wall:.0f}",
+        "steps": last["step"],
+        "return_0": f"{float(first['episode_reward']):.1f}",
+        "return_end": f"{float(last['episode_reward']):.1f}",
+        "success_end": f"{float(last['episode_success']):.2f}",
+    }
 
 
 def main() -> int:
@@ -60,8 +75,7 @@ def main() -> int:
                 result = run(backend, task, RUNS[task], Path(tmp))
                 print(result, flush=True)
                 results.append(result)
-    keys = ["task", "backend", "status", "steps", "return_0", "return_end", "success_end",
-            "wall_s"]
+    keys = ["task", "backend", "status", "steps", "return_0", "return_end", "success_end", "wall_s"]
     print("\n| " + " | ".join(keys) + " |\n|" + "---|" * len(keys))
     for r in results:
         print("| " + " | ".join(r.get(k, "") for k in keys) + " |")

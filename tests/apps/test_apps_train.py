@@ -15,10 +15,21 @@ from mbdpo_core.rundir import write_config
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = [
-    "task=cartpole-balance", "preset=cpu", "mlp_dim=32", "enc_dim=32", "latent_dim=16",
-    "num_q=2", "batch_size=16", "diffusion_steps=3", "diffusion_num_samples=16",
-    "diffusion_num_elites=4", "diffusion_num_pi_trajs=2", "seed_steps=500", "eval_freq=500",
-    "eval_episodes=1", "save_every=500",
+    "task=cartpole-balance",
+    "preset=cpu",
+    "mlp_dim=32",
+    "enc_dim=32",
+    "latent_dim=16",
+    "num_q=2",
+    "batch_size=16",
+    "diffusion_steps=3",
+    "diffusion_num_samples=16",
+    "diffusion_num_elites=4",
+    "diffusion_num_pi_trajs=2",
+    "seed_steps=500",
+    "eval_freq=500",
+    "eval_episodes=1",
+    "save_every=500",
 ]
 
 

@@ -77,7 +77,8 @@ def make(task: str, seed: int, obs: str = "state") -> Env:
     if task in tasks.TASK_SETS and task not in tasks.TASKS:
         raise ConfigError(
             f"{task!r} is a task set; make() builds one task or a multi-task set "
-            f"({', '.join(tasks.MULTITASK_SETS)}). Make each of mbdpo_core.tasks.TASK_SETS[{task!r}]."
+            f"({', '.join(tasks.MULTITASK_SETS)}). "
+            f"Make each of mbdpo_core.tasks.TASK_SETS[{task!r}]."
         )
     spec = tasks.get(task)
     if obs not in OBS_MODES:
