@@ -1,5 +1,9 @@
 """Speed of act and update per backend: ms per call and achieved GFLOP/s.
 
+JSON fields per result: act_ms / update_ms (median), act_gflops / update_gflops (achieved
+GFLOP/s, comparable to matmul_gflops), act_gflop / update_gflop (analytic GFLOP per call),
+act_first_ms / update_first_ms (first call: JAX tracing + compilation, torch warm-up).
+
 For each backend present (torch, jax), model size (1, 5) and observation/action dims
 (cheetah-run 17/6, dog-run 223/38) it builds an agent with the paper planner (or the CPU
 preset's, --preset cpu), times `act` (training mode, warm start on) and `update` (batch 256)
@@ -134,6 +138,13 @@ def median_time(fn: Callable[[], object], warmup: int, reps: int) -> float:
     return statistics.median(times)
 
 
+def first_call(fn: Callable[[], object]) -> float:
+    """Seconds of the first call (for JAX: tracing + XLA compilation + one run)."""
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
 def matmul_gflops(reps: int = 20) -> float:
     """Throughput of a float32 1024x1024 matmul (torch if installed, else numpy)."""
     try:
@@ -188,10 +199,12 @@ def run_one(backend: str, size: int, dims: tuple[int, int], args: argparse.Names
     rng = np.random.default_rng(0)
     prepare_weights(agent, cfg, args.weights, args.train_updates, rng)
     obs = rng.standard_normal(cfg.obs_shape).astype(np.float32)
-    agent.act(obs, True, False)
+    act_first_s = first_call(lambda: agent.act(obs, True, False))
     act_s = median_time(lambda: agent.act(obs, False, False), args.warmup, args.reps)
     batch = random_batch(cfg, rng)
+    update_first_s = first_call(lambda: agent.update(batch))
     update_s = median_time(lambda: agent.update(batch), args.warmup, args.reps)
+    act_gflop, update_gflop = act_flops(cfg) / 1e9, update_flops(cfg) / 1e9
     return {
         "backend": backend,
         "model_size": size,
@@ -199,8 +212,12 @@ def run_one(backend: str, size: int, dims: tuple[int, int], args: argparse.Names
         "action_dim": dims[1],
         "act_ms": act_s * 1e3,
         "update_ms": update_s * 1e3,
-        "act_gflops": act_flops(cfg) / 1e9,
-        "update_gflops": update_flops(cfg) / 1e9,
+        "act_gflops": act_gflop / act_s,
+        "update_gflops": update_gflop / update_s,
+        "act_gflop": act_gflop,
+        "update_gflop": update_gflop,
+        "act_first_ms": act_first_s * 1e3,
+        "update_first_ms": update_first_s * 1e3,
     }
 
 
@@ -292,10 +309,11 @@ def main(argv: list[str] | None = None) -> None:
                 if not args.json:
                     print(
                         f"{backend:5s} size {size:3d} {dims[0]:3d}/{dims[1]:2d}: "
-                        f"act {row['act_ms']:8.1f} ms ({row['act_gflops']:6.1f} GFLOP, "
-                        f"{row['act_gflops'] / row['act_ms'] * 1e3:5.1f} GFLOP/s)  "
-                        f"update {row['update_ms']:7.1f} ms ({row['update_gflops']:5.1f} GFLOP, "
-                        f"{row['update_gflops'] / row['update_ms'] * 1e3:5.1f} GFLOP/s)",
+                        f"act {row['act_ms']:8.1f} ms ({row['act_gflop']:6.1f} GFLOP, "
+                        f"{row['act_gflops']:5.1f} GFLOP/s, first {row['act_first_ms']:.0f} ms)  "
+                        f"update {row['update_ms']:7.1f} ms ({row['update_gflop']:5.1f} GFLOP, "
+                        f"{row['update_gflops']:5.1f} GFLOP/s, "
+                        f"first {row['update_first_ms']:.0f} ms)",
                         flush=True,
                     )
     if args.json:
