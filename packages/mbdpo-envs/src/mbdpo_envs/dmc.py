@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import os
+from . import _gl  # noqa: F401  (sets MUJOCO_GL; library load order, see _gl)
 
-os.environ.setdefault("MUJOCO_GL", "egl")  # before dm_control (and mujoco's GL) is imported
+# isort: split
 
-import numpy as np  # noqa: E402
-from dm_control import suite  # noqa: E402
-from mbdpo_core.errors import ShapeError  # noqa: E402
-from mbdpo_core.tasks import TaskSpec  # noqa: E402
+import numpy as np
+from dm_control import suite
+from mbdpo_core.errors import ShapeError
+from mbdpo_core.tasks import TaskSpec
 
-from .env import Env, Info, Obs, StepResult  # noqa: E402
-from .tasks import CUSTOM_TASKS  # noqa: E402
-from .wrappers import ActionRepeat, PixelStack, TimeLimit  # noqa: E402
+from .env import Env, Info, Obs, StepResult
+from .tasks import CUSTOM_TASKS
+from .wrappers import ActionRepeat, PixelStack, TimeLimit
 
 PIXEL_SIZE = 64
 PIXEL_FRAMES = 3

@@ -10,18 +10,18 @@ state it reached; it does not take the reference's hidden zero-action step after
 
 from __future__ import annotations
 
-import os
+from . import _gl  # noqa: F401  (sets MUJOCO_GL; library load order, see _gl)
 
-os.environ.setdefault("MUJOCO_GL", "egl")  # before mujoco's GL backend is chosen
+# isort: split
 
-import metaworld  # noqa: E402
-import numpy as np  # noqa: E402
-from mbdpo_core.errors import ShapeError, UnknownTaskError, suggest  # noqa: E402
-from mbdpo_core.tasks import TaskSpec  # noqa: E402
+import metaworld
+import numpy as np
+from mbdpo_core.errors import ShapeError, UnknownTaskError, suggest
+from mbdpo_core.tasks import TaskSpec
 
-from .env import Env, Info, Obs, StepResult  # noqa: E402
-from .mjframes import MujocoFrames  # noqa: E402
-from .wrappers import ActionRepeat, TimeLimit  # noqa: E402
+from .env import Env, Info, Obs, StepResult
+from .mjframes import MujocoFrames
+from .wrappers import ActionRepeat, TimeLimit
 
 CAMERA = "corner2"
 CAMERA_POS = (0.75, 0.075, 0.7)  # the reference moves corner2 here for renders

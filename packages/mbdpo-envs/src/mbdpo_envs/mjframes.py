@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
+from . import _gl  # noqa: F401  (sets MUJOCO_GL; library load order, see _gl)
 
-os.environ.setdefault("MUJOCO_GL", "egl")  # before mujoco's GL backend is chosen
+# isort: split
 
-import mujoco  # noqa: E402
-import numpy as np  # noqa: E402
+import mujoco
+import numpy as np
 
 
 class MujocoFrames:

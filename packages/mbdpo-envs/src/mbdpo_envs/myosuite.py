@@ -8,19 +8,19 @@ episode is exactly 100 agent steps, as in the reference. No action repeat. Succe
 
 from __future__ import annotations
 
-import os
+from . import _gl  # noqa: F401  (sets MUJOCO_GL; library load order, see _gl)
 
-os.environ.setdefault("MUJOCO_GL", "egl")  # before mujoco's GL backend is chosen
+# isort: split
 
-import gymnasium as gym  # noqa: E402
-import myosuite  # noqa: E402, F401  (registers the myo* ids with gymnasium)
-import numpy as np  # noqa: E402
-from mbdpo_core.errors import ShapeError, UnknownTaskError, suggest  # noqa: E402
-from mbdpo_core.tasks import TaskSpec  # noqa: E402
+import gymnasium as gym
+import myosuite  # noqa: F401  (registers the myo* ids with gymnasium)
+import numpy as np
+from mbdpo_core.errors import ShapeError, UnknownTaskError, suggest
+from mbdpo_core.tasks import TaskSpec
 
-from .env import Env, Info, Obs, StepResult  # noqa: E402
-from .mjframes import MujocoFrames  # noqa: E402
-from .wrappers import TimeLimit  # noqa: E402
+from .env import Env, Info, Obs, StepResult
+from .mjframes import MujocoFrames
+from .wrappers import TimeLimit
 
 CAMERA = "hand_side_inter"
 
