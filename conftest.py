@@ -18,6 +18,8 @@ from pathlib import Path
 
 
 def pytest_configure(config) -> None:
+    if importlib.util.find_spec("triton") is not None:
+        import triton  # noqa: F401  before any test module loads Mesa's LLVM (see mbdpo_envs._gl)
     if importlib.util.find_spec("torch") is not None:
         import torch
 

@@ -4,6 +4,10 @@
 simulators are optional extras imported only when one of their tasks is made.
 """
 
+from . import _gl  # noqa: F401  (first: MUJOCO_GL default and native-library load order)
+
+# isort: split
+
 from .env import Env, Wrapper
 from .make import OBS_MODES, SUITES, make
 

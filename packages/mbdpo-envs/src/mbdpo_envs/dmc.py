@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-from . import _gl  # noqa: F401  (sets MUJOCO_GL; library load order, see _gl)
-
-# isort: split
-
 import numpy as np
 from dm_control import suite
 from mbdpo_core.errors import ShapeError

@@ -10,10 +10,6 @@ state it reached; it does not take the reference's hidden zero-action step after
 
 from __future__ import annotations
 
-from . import _gl  # noqa: F401  (sets MUJOCO_GL; library load order, see _gl)
-
-# isort: split
-
 import metaworld
 import numpy as np
 from mbdpo_core.errors import ShapeError, UnknownTaskError, suggest

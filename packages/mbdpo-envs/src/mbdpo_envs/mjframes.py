@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-from . import _gl  # noqa: F401  (sets MUJOCO_GL; library load order, see _gl)
-
-# isort: split
-
 import mujoco
 import numpy as np
 

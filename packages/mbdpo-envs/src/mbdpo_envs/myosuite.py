@@ -8,10 +8,6 @@ episode is exactly 100 agent steps, as in the reference. No action repeat. Succe
 
 from __future__ import annotations
 
-from . import _gl  # noqa: F401  (sets MUJOCO_GL; library load order, see _gl)
-
-# isort: split
-
 import gymnasium as gym
 import myosuite  # noqa: F401  (registers the myo* ids with gymnasium)
 import numpy as np
