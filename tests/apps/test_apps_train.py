@@ -51,7 +51,7 @@ def test_short_run_writes_every_output(tmp_path, backend):
     run = tmp_path / "run"
     out = train(backend, *TINY, "steps=1000", f"run_dir={run}")
     assert out.returncode == 0, out.stderr[-3000:]
-    assert "CPU preset" in out.stdout
+    assert "preset=cpu" in out.stdout
     config = json.loads((run / "config.json").read_text())
     assert config["preset"] == "cpu" and config["backend"] == backend
     rows = read_csv(run / "eval.csv")
