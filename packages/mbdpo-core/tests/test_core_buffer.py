@@ -178,3 +178,17 @@ def test_uint8_observations_and_bad_input():
         )
     with pytest.raises(ConfigError, match="horizon \\+ 1 = 6"):
         buffer.sample(3, 5)
+
+
+def test_storage_grows_on_demand_so_a_large_capacity_costs_nothing_up_front():
+    buffer = ReplayBuffer(10**9, (9, 64, 64), 1, obs_dtype=np.uint8, seed=0)  # 37 TB if eager
+    n = 501
+    buffer.add(
+        {
+            "obs": np.zeros((n, 9, 64, 64), np.uint8),
+            "action": np.zeros((n, 1), np.float32),
+            "reward": np.zeros(n, np.float32),
+        }
+    )
+    assert buffer.sample(4, 3).obs.shape == (4, 4, 9, 64, 64)
+    assert buffer._obs.nbytes < 100 * n * 9 * 64 * 64

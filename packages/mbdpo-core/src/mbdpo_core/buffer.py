@@ -7,7 +7,8 @@ H+1 observations, and action/reward/terminated of rows 1..H (so row 0's NaNs are
 
 Sampling is uniform over all valid start rows of all stored episodes (every transition equally
 likely), not uniform over episodes then starts. Episodes shorter than H+1 rows are never sampled.
-Storage is a ring of `capacity` rows; when it is full the oldest whole episodes are dropped.
+Storage is a ring of `capacity` rows, allocated as it fills (so a large capacity costs nothing
+until used); when it is full the oldest whole episodes are dropped.
 """
 
 from __future__ import annotations
@@ -113,18 +114,38 @@ class ReplayBuffer:
         self.action_dim = int(action_dim)
         self.obs_dtype = np.dtype(obs_dtype)
         self._rng = np.random.default_rng(seed)
-        self._obs = np.zeros((self.capacity, *self.obs_shape), self.obs_dtype)  # lazily paged in
-        self._action = np.zeros((self.capacity, self.action_dim), np.float32)
-        self._reward = np.zeros(self.capacity, np.float32)
-        self._terminated = np.zeros(self.capacity, np.float32)
-        self._task = np.zeros(self.capacity, np.int64)
-        self._left = np.full(self.capacity, -1, np.int32)  # rows after this one in its episode
+        self._size = 0  # allocated rows: storage grows on demand up to capacity
+        self._obs = np.zeros((0, *self.obs_shape), self.obs_dtype)
+        self._action = np.zeros((0, self.action_dim), np.float32)
+        self._reward = np.zeros(0, np.float32)
+        self._terminated = np.zeros(0, np.float32)
+        self._task = np.zeros(0, np.int64)
+        self._left = np.zeros(0, np.int32)  # rows after this one in its episode (-1: none)
         self._write = 0  # next row to write; the oldest episode (or a gap) starts here
         self._filled = 0  # rows ever written, at most capacity
         self._rows = 0
         self._episodes = 0
         self._has_task: bool | None = None
         self._starts: dict[int, np.ndarray] = {}  # horizon -> valid start rows (cache)
+
+    def _reserve(self, rows: int) -> None:
+        """Grow the storage (doubling, at most capacity) so that it holds `rows` rows."""
+        if rows <= self._size:
+            return
+        size = min(self.capacity, max(rows, 2 * self._size, 1024))
+        for name, fill in (
+            ("obs", 0),
+            ("action", 0),
+            ("reward", 0),
+            ("terminated", 0),
+            ("task", 0),
+            ("left", -1),
+        ):
+            old = getattr(self, f"_{name}")
+            new = np.full((size, *old.shape[1:]), fill, old.dtype)
+            new[: self._size] = old
+            setattr(self, f"_{name}", new)
+        self._size = size
 
     def __len__(self) -> int:
         """Stored transitions (rows minus one reset row per episode)."""
@@ -151,6 +172,9 @@ class ReplayBuffer:
         task = get("task")
         rows = self._check(n, obs, action, reward, terminated, task)
 
+        self._reserve(min(self.capacity, self._write + n))
+        if self._write + n > self.capacity:
+            self._reserve(self.capacity)
         region = (self._write + np.arange(n)) % self.capacity
         left = self._left[region]
         leftover = max(int(left[-1]), 0)  # rows of a partly overwritten episode beyond the region
@@ -274,6 +298,7 @@ class ReplayBuffer:
                 f"{tuple(theirs)} does not match this buffer {tuple(mine)}."
             )
         n = int(meta["filled"])
+        self._reserve(n)
         for name in ("obs", "action", "reward", "terminated", "task", "left"):
             if name not in arrays or len(arrays[name]) != n:
                 raise CheckpointError(f"replay state array {name!r} is missing or not {n} rows.")

@@ -109,7 +109,7 @@ class OnlineTrainer:
         self.env = make_env(cfg.tasks[0], cfg.seed)
         self.eval_env = make_env(cfg.tasks[0], cfg.seed + 1)
         self.buffer = ReplayBuffer(
-            capacity=min(cfg.buffer_size, cfg.steps) + cfg.episode_length + 1,
+            capacity=cfg.buffer_size,  # independent of steps, so a resumed run samples alike
             obs_shape=cfg.obs_shape,
             action_dim=cfg.action_dim,
             obs_dtype=np.uint8 if cfg.obs == "rgb" else np.float32,
