@@ -8,39 +8,10 @@ import pytest
 from mbdpo_core.buffer import EpisodeRecorder, ReplayBuffer
 from mbdpo_core.config.load import load_config
 from mbdpo_core.noise import draw_diffusion_noise
-from mbdpo_core.params import init_params
 
-TINY = [
-    "preset=cpu",
-    "mlp_dim=32",
-    "latent_dim=16",
-    "enc_dim=32",
-    "num_q=2",
-    "batch_size=8",
-    "diffusion_num_samples=32",
-    "diffusion_num_elites=8",
-    "diffusion_num_pi_trajs=4",
-    "diffusion_steps=5",
-    # the MPPI sizes of test_parity_planners.py: the same Config, so JAX compiles the diffusion
-    # planner once for both files
-    "num_samples=32",
-    "num_elites=8",
-    "num_pi_trajs=4",
-    "iterations=3",
-]
 BACKENDS = {"torch": mbdpo_torch.Agent, "jax": mbdpo_jax.Agent}
 ACT_TOL = 1e-4
 TRAIN_STEPS = 200
-
-
-def random_params(cfg, seed=0):
-    """Perturbed initial parameters: values differ clearly between candidate plans (a fresh
-    agent's zeroed heads value every plan alike, so its elite choice would be rounding noise)."""
-    rng = np.random.default_rng(seed)
-    params = init_params(cfg, rng)
-    return {
-        k: (v + rng.standard_normal(v.shape) * 0.1).astype(np.float32) for k, v in params.items()
-    }
 
 
 def synthetic_buffer(cfg, episodes=6, length=50, seed=0):
@@ -97,13 +68,13 @@ def roundtrip(cfg, source, target, tmp_path, train_steps, params=None):
 
 
 @pytest.mark.parametrize(("source", "target"), [("torch", "jax"), ("jax", "torch")])
-def test_checkpoint_crosses_backends(source, target, tmp_path):
-    cfg = load_config(TINY)
+def test_checkpoint_crosses_backends(source, target, tmp_path, tiny, random_params):
+    cfg = load_config(tiny)
     roundtrip(cfg, source, target, tmp_path, train_steps=2, params=random_params(cfg))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("source", "target"), [("torch", "jax"), ("jax", "torch")])
-def test_trained_checkpoint_gives_same_eval_actions(source, target, tmp_path):
+def test_trained_checkpoint_gives_same_eval_actions(source, target, tmp_path, tiny):
     """A few hundred updates on a small replay buffer, then the other backend takes over."""
-    roundtrip(load_config(TINY), source, target, tmp_path, train_steps=TRAIN_STEPS)
+    roundtrip(load_config(tiny), source, target, tmp_path, train_steps=TRAIN_STEPS)

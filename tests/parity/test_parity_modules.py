@@ -8,31 +8,10 @@ import numpy as np
 import pytest
 import torch
 from mbdpo_core.config.load import load_config
-from mbdpo_core.params import init_params
 from mbdpo_core.reference import model as ref
 
-TINY = [
-    "preset=cpu",
-    "mlp_dim=32",
-    "latent_dim=16",
-    "enc_dim=32",
-    "num_q=2",
-    "batch_size=8",
-    "diffusion_num_samples=32",
-    "diffusion_num_elites=8",
-    "diffusion_num_pi_trajs=4",
-    "diffusion_steps=5",
-]
 VARIANTS = {"single": [], "multitask": ["task=mt30", "task_dim=8"], "episodic": ["episodic=true"]}
 FORWARD_TOL = 1e-5
-
-
-def random_params(cfg, seed=0):
-    rng = np.random.default_rng(seed)
-    params = init_params(cfg, rng)
-    return {
-        k: (v + rng.standard_normal(v.shape) * 0.1).astype(np.float32) for k, v in params.items()
-    }
 
 
 def module_outputs(cfg, params, backend, data):
@@ -105,8 +84,8 @@ def assert_close(a, b, tol):
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
-def test_every_module_agrees_across_backends_and_oracle(variant):
-    cfg = load_config([*TINY, *VARIANTS[variant]])
+def test_every_module_agrees_across_backends_and_oracle(variant, tiny, random_params):
+    cfg = load_config([*tiny, *VARIANTS[variant]])
     params, data = random_params(cfg), inputs(cfg)
     outs = {b: module_outputs(cfg, params, b, data) for b in ("torch", "jax", "numpy")}
     assert_close(outs["torch"], outs["jax"], FORWARD_TOL)
@@ -115,8 +94,8 @@ def test_every_module_agrees_across_backends_and_oracle(variant):
     assert_close(outs["torch"], outs["numpy"], 1e-4)
 
 
-def test_parity_check_detects_one_perturbed_weight():
-    cfg = load_config(TINY)
+def test_parity_check_detects_one_perturbed_weight(tiny, random_params):
+    cfg = load_config(tiny)
     params, data = random_params(cfg), inputs(cfg)
     reference = module_outputs(cfg, params, "torch", data)
     perturbed = {k: v.copy() for k, v in params.items()}

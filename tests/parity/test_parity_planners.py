@@ -8,26 +8,9 @@ import numpy as np
 import pytest
 from mbdpo_core.config.load import load_config
 from mbdpo_core.noise import draw_diffusion_noise, draw_mppi_noise, draw_policy_noise
-from mbdpo_core.params import init_params
 from mbdpo_core.reference import model as ref_model
 from mbdpo_core.reference import planning as ref
 
-TINY = [
-    "preset=cpu",
-    "mlp_dim=32",
-    "latent_dim=16",
-    "enc_dim=32",
-    "num_q=2",
-    "batch_size=8",
-    "diffusion_num_samples=32",
-    "diffusion_num_elites=8",
-    "diffusion_num_pi_trajs=4",
-    "diffusion_steps=5",
-    "num_samples=32",
-    "num_elites=8",
-    "num_pi_trajs=4",
-    "iterations=3",
-]
 CASES = {
     "diffusion_mc": (["planner=diffusion"], draw_diffusion_noise, ref.diffusion_plan),
     "diffusion_score_only": (
@@ -46,18 +29,10 @@ CASES = {
 ACT_TOL = 1e-4
 
 
-def random_params(cfg, seed=0):
-    rng = np.random.default_rng(seed)
-    params = init_params(cfg, rng)
-    return {
-        k: (v + rng.standard_normal(v.shape) * 0.1).astype(np.float32) for k, v in params.items()
-    }
-
-
 @pytest.mark.parametrize("case", list(CASES))
-def test_act_agrees_across_backends_and_oracle(case):
+def test_act_agrees_across_backends_and_oracle(case, tiny, random_params):
     overrides, draw, oracle = CASES[case]
-    cfg = load_config([*TINY, *overrides])
+    cfg = load_config([*tiny, *overrides])
     params = random_params(cfg)
     agents = {"torch": mbdpo_torch.Agent(cfg), "jax": mbdpo_jax.Agent(cfg)}
     for agent in agents.values():

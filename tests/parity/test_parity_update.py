@@ -9,22 +9,8 @@ import pytest
 from mbdpo_core.batch import Batch
 from mbdpo_core.config.load import load_config
 from mbdpo_core.noise import draw_update_noise
-from mbdpo_core.params import init_params
 from mbdpo_core.reference import losses as ref
 
-TINY = [
-    "preset=cpu",
-    "mlp_dim=32",
-    "latent_dim=16",
-    "enc_dim=32",
-    "num_q=2",
-    "batch_size=8",
-    "diffusion_num_samples=32",
-    "diffusion_num_elites=8",
-    "diffusion_num_pi_trajs=4",
-    "diffusion_steps=5",
-    "diffusion_num_samples_mf=16",
-]
 VARIANTS = {
     "single": [],
     "multitask_published": ["task=mt30", "task_dim=8", "energy_pairing=published"],
@@ -42,14 +28,6 @@ LOSSES = (
     "energy_mean",
     "energy_std",
 )
-
-
-def random_params(cfg, seed=0):
-    rng = np.random.default_rng(seed)
-    params = init_params(cfg, rng)
-    return {
-        k: (v + rng.standard_normal(v.shape) * 0.1).astype(np.float32) for k, v in params.items()
-    }
 
 
 def random_batch(cfg, rng):
@@ -87,9 +65,9 @@ def assert_arrays_close(a, b, tol, what, scaled=False):
 
 
 @pytest.fixture(scope="module", params=list(VARIANTS))
-def one_update(request):
+def one_update(request, tiny, random_params):
     """Both agents after one update from the same parameters, batch and noise."""
-    cfg = load_config([*TINY, *VARIANTS[request.param]])
+    cfg = load_config([*tiny, *VARIANTS[request.param]])
     params = random_params(cfg)
     rng = np.random.default_rng(7)
     batch, noise = random_batch(cfg, rng), draw_update_noise(cfg, rng)
@@ -134,9 +112,9 @@ def test_parameters_and_optimizer_state_agree_after_one_update(one_update):
         )
 
 
-def test_parity_check_detects_one_perturbed_weight():
+def test_parity_check_detects_one_perturbed_weight(tiny, random_params):
     """Perturb a single weight in the JAX agent only: the after-update comparison must fail."""
-    cfg = load_config(TINY)
+    cfg = load_config(tiny)
     params = random_params(cfg)
     rng = np.random.default_rng(8)
     batch, noise = random_batch(cfg, rng), draw_update_noise(cfg, rng)
