@@ -12,20 +12,6 @@ from mbdpo_core.params import param_shapes
 from mbdpo_jax import Agent
 from mbdpo_jax.agent import TRACE_COUNTS
 
-TINY = [
-    "preset=cpu",
-    "mlp_dim=32",
-    "latent_dim=16",
-    "enc_dim=32",
-    "num_q=2",
-    "batch_size=8",
-    "diffusion_num_samples=32",
-    "diffusion_num_elites=8",
-    "diffusion_num_pi_trajs=4",
-    "diffusion_steps=5",
-    "num_bins=21",
-]
-
 
 def random_batch(cfg, rng):
     H, B, A = cfg.horizon, cfg.batch_size, cfg.action_dim
@@ -38,9 +24,9 @@ def random_batch(cfg, rng):
 
 
 @pytest.fixture(scope="module")
-def trained():
+def trained(tiny):
     """An agent after a few updates and acts (module-scoped: compiled once)."""
-    cfg = load_config(TINY)
+    cfg = load_config([*tiny, "num_bins=21"])
     agent = Agent(cfg)
     agent.traces_before = dict(TRACE_COUNTS)
     rng = np.random.default_rng(0)
@@ -147,8 +133,8 @@ def test_import_params_reports_every_mismatch(trained):
     assert "q.0.weight: checkpoint (5, 1, 1) vs agent" in text
 
 
-def test_same_seed_same_initial_parameters():
-    cfg = load_config(TINY)
+def test_same_seed_same_initial_parameters(tiny):
+    cfg = load_config([*tiny, "num_bins=21"])
     a, b = Agent(cfg, seed=4).export_params(), Agent(cfg, seed=4).export_params()
     c = Agent(cfg, seed=5).export_params()
     assert all(np.array_equal(a[k], b[k]) for k in a)
