@@ -4,8 +4,8 @@
   on a loaded 2-core machine (an update of the parity config took 0.6 s with 2 threads against
   11 ms with 1).
 - Fixtures: `tiny`, the config overrides of a tiny model and planner shared by the parity tests
-  and the backends' agent tests (one Config, so JAX compiles each function once for all of
-  them), and `random_params`, perturbed canonical parameters.
+  and the JAX agent test (one Config, so JAX compiles each function once for all of them), and
+  `random_params`, perturbed canonical parameters.
 - JAX keeps compiled programs in a persistent cache, so a second test session (a local rerun, or
   CI restoring the folder) skips most XLA compilation (the JAX agent and loss tests: 110 s cold,
   21 s warm). The folder is $MBDPO_JAX_CACHE_DIR, by default ~/.cache/mbdpo/jax-tests; set
@@ -42,7 +42,7 @@ def pytest_configure(config) -> None:
         jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
-# One Config for every parity file, so JAX compiles each function once for all of them.
+# One Config for the parity files and the JAX agent test, so JAX compiles each function once.
 TINY_OVERRIDES = (
     "preset=cpu",
     "mlp_dim=32",
@@ -68,10 +68,11 @@ def tiny() -> list[str]:
     return list(TINY_OVERRIDES)
 
 
-def _perturbed_params(cfg: Config, seed: int = 0) -> dict[str, np.ndarray]:
+def _perturbed_params(cfg: Config, seed: int | np.random.Generator = 0) -> dict[str, np.ndarray]:
     """Initial parameters plus N(0, 0.1) noise: values then differ clearly between candidate
     plans (a fresh agent's zeroed heads value every plan alike, so its elite choice would be
-    rounding noise), and no output is trivially zero."""
+    rounding noise), and no output is trivially zero. A Generator `seed` is drawn from and
+    advanced, so a test can go on drawing its data from it."""
     rng = np.random.default_rng(seed)
     params = init_params(cfg, rng)
     return {
@@ -81,5 +82,5 @@ def _perturbed_params(cfg: Config, seed: int = 0) -> dict[str, np.ndarray]:
 
 @pytest.fixture(scope="session")
 def random_params() -> Callable[..., dict[str, np.ndarray]]:
-    """random_params(cfg, seed=0) -> canonical parameters shared by both backends."""
+    """random_params(cfg, seed_or_rng=0) -> canonical parameters shared by both backends."""
     return _perturbed_params

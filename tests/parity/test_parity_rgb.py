@@ -13,7 +13,6 @@ import torch
 from mbdpo_core.batch import Batch
 from mbdpo_core.config.load import load_config
 from mbdpo_core.noise import draw_update_noise
-from mbdpo_core.params import init_params
 from mbdpo_core.reference import losses as ref
 
 RGB = [
@@ -48,14 +47,11 @@ def assert_close(a, b, what):
 
 
 @pytest.fixture(scope="module")
-def case():
+def case(random_params):
     torch.set_num_threads(1)
     cfg = load_config(RGB)
     rng = np.random.default_rng(11)
-    params = {
-        k: (v + 0.1 * rng.standard_normal(v.shape)).astype(np.float32)
-        for k, v in init_params(cfg, rng).items()
-    }
+    params = random_params(cfg, rng)
     H, B = cfg.horizon, cfg.batch_size
     batch = Batch(
         obs=rng.integers(0, 256, (H + 1, B, *cfg.obs_shape), dtype=np.uint8),

@@ -7,7 +7,6 @@ import pytest
 from mbdpo_core.batch import Batch
 from mbdpo_core.config.load import load_config
 from mbdpo_core.noise import draw_update_noise
-from mbdpo_core.params import init_params
 from mbdpo_core.reference import losses as ref
 from mbdpo_jax import WorldModel
 from mbdpo_jax.losses import policy_loss, world_model_loss
@@ -44,14 +43,6 @@ LOSSES = (
 )
 
 
-def random_params(cfg, seed=0):
-    rng = np.random.default_rng(seed)
-    params = init_params(cfg, rng)
-    return {
-        k: (v + rng.standard_normal(v.shape) * 0.1).astype(np.float32) for k, v in params.items()
-    }
-
-
 def random_batch(cfg, rng):
     H, B, A = cfg.horizon, cfg.batch_size, cfg.action_dim
     return Batch(
@@ -76,7 +67,7 @@ def jax_batch(batch):
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
-def test_world_model_and_policy_losses_match_oracle(variant):
+def test_world_model_and_policy_losses_match_oracle(variant, random_params):
     cfg = load_config([*TINY, *VARIANTS[variant]])
     rng = np.random.default_rng(3)
     params = random_params(cfg)
@@ -109,7 +100,7 @@ def test_world_model_and_policy_losses_match_oracle(variant):
         np.testing.assert_allclose(float(info[key]), ref_info[key], rtol=1e-4, atol=1e-5)
 
 
-def test_published_pairing_differs_from_aligned():
+def test_published_pairing_differs_from_aligned(random_params):
     """The switch must change the positives (guards against a no-op option)."""
     base = load_config(TINY)
     pub = load_config([*TINY, "energy_pairing=published"])

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 from mbdpo_core.config.load import load_config
 from mbdpo_core.noise import draw_diffusion_noise, draw_mppi_noise, draw_policy_noise
-from mbdpo_core.params import init_params
 from mbdpo_core.reference import model as ref_model
 from mbdpo_core.reference import planning as ref
 from mbdpo_jax import Agent, WorldModel
@@ -47,16 +46,8 @@ CASES = {
 }
 
 
-def random_params(cfg, seed=0):
-    rng = np.random.default_rng(seed)
-    params = init_params(cfg, rng)
-    return {
-        k: (v + rng.standard_normal(v.shape) * 0.1).astype(np.float32) for k, v in params.items()
-    }
-
-
 @pytest.mark.parametrize("case", list(CASES))
-def test_planner_matches_oracle(case):
+def test_planner_matches_oracle(case, random_params):
     overrides, draw, oracle = CASES[case]
     cfg = load_config([*TINY, *overrides])
     agent = Agent(cfg)

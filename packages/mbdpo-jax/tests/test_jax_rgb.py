@@ -8,7 +8,6 @@ import pytest
 from mbdpo_core.batch import Batch
 from mbdpo_core.config.load import load_config
 from mbdpo_core.noise import draw_update_noise
-from mbdpo_core.params import init_params
 from mbdpo_core.reference import augment as ref_augment
 from mbdpo_core.reference import losses as ref_losses
 from mbdpo_core.reference import model as ref_model
@@ -32,13 +31,10 @@ LOSSES = ("consistency_loss", "reward_loss", "value_loss", "energy_loss", "total
 
 
 @pytest.fixture(scope="module")
-def setup():
+def setup(random_params):
     cfg = load_config(RGB, backend="jax")
     rng = np.random.default_rng(0)
-    params = {
-        k: (v + 0.1 * rng.standard_normal(v.shape)).astype(np.float32)
-        for k, v in init_params(cfg, rng).items()
-    }
+    params = random_params(cfg, rng)
     H, B = cfg.horizon, cfg.batch_size
     batch = Batch(
         obs=rng.integers(0, 256, (H + 1, B, *cfg.obs_shape), dtype=np.uint8),

@@ -5,7 +5,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from mbdpo_core.config.load import load_config
-from mbdpo_core.params import init_params
 from mbdpo_core.reference import model as ref
 from mbdpo_jax import WorldModel
 from mbdpo_jax.layers import input_dense, task_embedding
@@ -18,21 +17,12 @@ CONFIGS = {
 }
 
 
-def random_params(cfg, seed=0):
-    """init_params with every array perturbed, so no output is trivially zero."""
-    rng = np.random.default_rng(seed)
-    params = init_params(cfg, rng)
-    return {
-        k: (v + rng.standard_normal(v.shape) * 0.1).astype(np.float32) for k, v in params.items()
-    }
-
-
 def close(a, b, tol=1e-5):
     np.testing.assert_allclose(np.asarray(a, np.float64), b, rtol=tol, atol=tol)
 
 
 @pytest.fixture(params=list(CONFIGS))
-def setup(request):
+def setup(request, random_params):
     cfg = CONFIGS[request.param]
     params = random_params(cfg)
     rng = np.random.default_rng(1)
@@ -137,7 +127,7 @@ def _numpy_conv(x, w, stride):
     return y
 
 
-def test_rgb_encoder_matches_numpy_convolution():
+def test_rgb_encoder_matches_numpy_convolution(random_params):
     cfg = load_config(["preset=cpu", "obs=rgb", "num_channels=4", "latent_dim=64", *TINY[:1]])
     params = random_params(cfg)
     obs = np.random.default_rng(2).integers(0, 255, (2, *cfg.obs_shape)).astype(np.uint8)
