@@ -27,7 +27,7 @@ def test_paper_defaults_match_the_published_hyperparameters():
     )
     assert (cfg.horizon, cfg.batch_size, cfg.rho, cfg.lr, cfg.tau) == (3, 256, 0.5, 3e-4, 0.01)
     assert cfg.consistency_coef == 20 and cfg.reward_coef == 0.1 and cfg.value_coef == 0.1
-    assert cfg.contrastive_eta == 0.01 and cfg.energy_pairing == "aligned"
+    assert cfg.energy_eta == 0.01 and cfg.energy_pairing == "aligned"
     assert cfg.notes == ()
 
 
@@ -81,3 +81,23 @@ def test_unknown_task_names_close_matches():
 def test_config_round_trips_through_json_dict():
     cfg = load_config(["task=cartpole-swingup", "seed=3"])
     assert config_from_dict(config_to_dict(cfg)) == cfg
+
+
+def test_published_energy_names_are_aliases():
+    cfg = load_config(["contrastive_eta=0.02", "contrastive_coef=2"])
+    assert cfg.energy_eta == 0.02 and cfg.energy_coef == 2.0
+    with pytest.raises(ConfigError, match="alias of energy_eta"):
+        load_config({"contrastive_eta": 0.02, "energy_eta": 0.03})
+
+
+def test_saved_config_of_the_previous_release_still_reads():
+    old = config_to_dict(load_config([]))
+    for k in ("coef", "eta", "clip", "momentum", "neg_noise"):
+        old[f"contrastive_{k}"] = old.pop(f"energy_{k}")
+    old["checkpoint"] = None
+    assert config_from_dict(old) == load_config([])
+
+
+def test_removed_checkpoint_key_is_an_error():
+    with pytest.raises(ConfigError, match="Unknown config key 'checkpoint'"):
+        load_config(["checkpoint=runs/x"])

@@ -1,14 +1,15 @@
-"""Hand-computed checks of the numpy reference math (mbdpo_core.reference.math, scale, discount)."""
+"""Hand-computed checks of the numpy reference math (mbdpo_core.reference.math, scale) and of
+mbdpo_core.discount."""
 
 import math
 
 import numpy as np
 import pytest
 from mbdpo_core.config import load_config
+from mbdpo_core.discount import discount_heuristic
 from mbdpo_core.reference import (
     RunningScale,
     bce_with_logits,
-    discount_heuristic,
     gaussian_logprob,
     layer_norm,
     log_softmax,

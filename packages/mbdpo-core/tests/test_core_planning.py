@@ -1,17 +1,12 @@
 """The numpy planners (mbdpo_core.reference.planning) on hand-built models."""
 
 import dataclasses
+from functools import partial
 
 import numpy as np
 import pytest
 from mbdpo_core.config import load_config
-from mbdpo_core.noise import (
-    ValueNoise,
-    draw_diffusion_noise,
-    draw_mppi_noise,
-    draw_policy_noise,
-    draw_value_noise,
-)
+from mbdpo_core.noise import ValueNoise, draw_numpy
 from mbdpo_core.params import init_params
 from mbdpo_core.reference import (
     diffusion_plan,
@@ -103,7 +98,7 @@ def test_value_estimate_hand_value_at_init():
     params = init_params(cfg, np.random.default_rng(0))
     z = model.encode(params, cfg, np.ones((5, 5)))
     actions = np.random.default_rng(1).uniform(-1, 1, (5, cfg.horizon, 1))
-    noise = draw_value_noise(cfg, np.random.default_rng(2), 5)
+    noise = draw_numpy("value", cfg, np.random.default_rng(2), 5)
     # Reward, F and Q heads have zero last layers: r = 0, F = 0, Q = 0. With stats (1, 2):
     # f = (0 - 1) / 2 = -0.5, r~ = 0.01 x -0.5 = -0.005; gamma = 0.99 (500-step episodes):
     # V = -0.005 (1 + 0.99 + 0.9801) = -0.0148505.
@@ -146,7 +141,7 @@ def test_value_estimate_termination(bias):
     rng = np.random.default_rng(6)
     z0 = model.encode(params, cfg, rng.standard_normal((4, 5)))
     actions = rng.uniform(-1, 1, (4, cfg.horizon, 1))
-    noise = draw_value_noise(cfg, rng, 4)
+    noise = draw_numpy("value", cfg, rng, 4)
     v = value_estimate(params, cfg, z0, actions, None, noise)
     r0 = two_hot_inv(model.reward(params, cfg, z0, actions[:, 0]), cfg=cfg)
     r0 = r0 + 0.01 * np.clip(model.F(params, cfg, z0, actions[:, 0]), -5, 5)
@@ -163,7 +158,7 @@ def test_diffusion_plan_finds_best_action(a_star, seed):
     cfg = tiny()
     params = peaked_reward_params(cfg, a_star)
     z = model.encode(params, cfg, np.ones(5))
-    noise = draw_diffusion_noise(cfg, np.random.default_rng(seed))
+    noise = draw_numpy("diffusion", cfg, np.random.default_rng(seed))
     prev = np.zeros((cfg.horizon, 1))
     action, plan = diffusion_plan(params, cfg, z, prev, True, True, None, noise)
     assert action.shape == (1,) and plan.shape == (cfg.horizon, 1)
@@ -181,7 +176,7 @@ def test_mppi_plan_finds_best_action(a_star, seed):
     cfg = tiny("planner=mppi", "iterations=6")
     params = peaked_reward_params(cfg, a_star)
     z = model.encode(params, cfg, np.ones(5))
-    noise = draw_mppi_noise(cfg, np.random.default_rng(seed))
+    noise = draw_numpy("mppi", cfg, np.random.default_rng(seed))
     action, mean = mppi_plan(params, cfg, z, np.zeros((cfg.horizon, 1)), True, True, None, noise)
     assert action.shape == (1,) and mean.shape == (cfg.horizon, 1)
     assert action[0] == pytest.approx(a_star, abs=0.1)
@@ -195,7 +190,7 @@ def test_score_only_warm_start_hand_value():
     params = init_params(cfg, np.random.default_rng(0))
     params["score.2.weight"] = np.zeros_like(params["score.2.weight"])
     z = model.encode(params, cfg, np.ones(5))
-    noise = draw_diffusion_noise(cfg, np.random.default_rng(1))
+    noise = draw_numpy("diffusion", cfg, np.random.default_rng(1))
     prev = np.array([[0.9], [-0.4], [0.7]])
     # Zero score: x_final = sqrt(ab_{T-1}) mean0 / prod_{tau=1}^{T-1} sqrt(alpha_tau)
     #           = sqrt(alpha_0) mean0 = sqrt(1 - 1e-4) [-0.4, 0.7, 0] (shifted warm start).
@@ -225,7 +220,7 @@ def test_multitask_planning_masks_and_discount():
     cfg = _multitask(tiny())
     params = init_params(cfg, np.random.default_rng(0))
     z = model.encode(params, cfg, np.ones(5), 1)
-    noise = draw_value_noise(cfg, np.random.default_rng(1), 3)
+    noise = draw_numpy("value", cfg, np.random.default_rng(1), 3)
     acts = np.zeros((3, cfg.horizon, 2))
     zs = np.repeat(z[None], 3, axis=0)
     # Task 1 has gamma 0.95: V = -0.005 (1 + 0.95 + 0.9025) = -0.0142625 with stats (1, 2).
@@ -233,8 +228,8 @@ def test_multitask_planning_masks_and_discount():
     np.testing.assert_allclose(v, -0.0142625, rtol=1e-12)
     prev = np.full((cfg.horizon, 2), 0.5)
     for plan_fn, draw, c in (
-        (diffusion_plan, draw_diffusion_noise, cfg),
-        (mppi_plan, draw_mppi_noise, dataclasses.replace(cfg, iterations=2)),
+        (diffusion_plan, partial(draw_numpy, "diffusion"), cfg),
+        (mppi_plan, partial(draw_numpy, "mppi"), dataclasses.replace(cfg, iterations=2)),
     ):
         noise = draw(c, np.random.default_rng(2))
         action, plan = plan_fn(params, c, z, prev, False, False, 1, noise)
@@ -248,7 +243,7 @@ def test_policy_plan():
     cfg = tiny("planner=policy")
     params = randomised(cfg, 7)
     z = model.encode(params, cfg, np.ones(5))
-    noise = draw_policy_noise(cfg, np.random.default_rng(0))
+    noise = draw_numpy("policy", cfg, np.random.default_rng(0))
     prev = np.zeros((cfg.horizon, 1))
     sample, info = model.pi(params, cfg, z, eps=noise.action_eps)
     action, plan = policy_plan(params, cfg, z, prev, True, True, None, noise)

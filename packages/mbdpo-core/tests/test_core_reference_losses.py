@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from mbdpo_core.batch import Batch
 from mbdpo_core.config import load_config
-from mbdpo_core.noise import draw_update_noise
+from mbdpo_core.noise import draw_numpy
 from mbdpo_core.params import init_params
 from mbdpo_core.reference import model, noise_schedule, policy_loss, polyak, world_model_losses
 from mbdpo_core.reference.losses import energy_candidates
@@ -46,7 +46,7 @@ def at_init():
     rng = np.random.default_rng(0)
     params = init_params(cfg, rng)
     batch = make_batch(cfg, rng)
-    noise = draw_update_noise(cfg, rng)
+    noise = draw_numpy("update", cfg, rng)
     return cfg, params, batch, noise, world_model_losses(params, cfg, batch, noise, (0.0, 1.0))
 
 
@@ -99,7 +99,7 @@ def test_td_target_uses_target_min_and_discount():
     params["target_q.2.bias"] = np.zeros((2, cfg.num_bins))
     params["target_q.2.bias"][0, 60] = 5.0  # member 0 decodes higher than member 1 (= 0)
     batch = dataclasses.replace(make_batch(cfg, rng), terminated=np.ones((3, 8, 1), np.float32))
-    noise = draw_update_noise(cfg, rng)
+    noise = draw_numpy("update", cfg, rng)
     out = world_model_losses(params, cfg, batch, noise)
     # Terminated everywhere: td = reward regardless of the bootstrap.
     np.testing.assert_allclose(out["td"], batch.reward, rtol=1e-12)
@@ -119,7 +119,7 @@ def test_energy_hard_negative_and_pairing():
     params = init_params(cfg, rng)
     params["energy.2.weight"] = rng.standard_normal(params["energy.2.weight"].shape)
     batch = make_batch(cfg, rng)
-    noise = draw_update_noise(cfg, rng)
+    noise = draw_numpy("update", cfg, rng)
     out = world_model_losses(params, cfg, batch, noise)
     zf = out["zs"][:3]
     neg = energy_candidates(params, cfg, zf, None, noise)
@@ -145,7 +145,7 @@ def test_score_loss_hand_target_at_init():
     rng = np.random.default_rng(4)
     params = init_params(cfg, rng)
     batch = make_batch(cfg, rng)
-    noise = draw_update_noise(cfg, rng)
+    noise = draw_numpy("update", cfg, rng)
     out = world_model_losses(params, cfg, batch, noise)
     # At init V is the same for every sample -> std 0 -> uniform weights: a_bar = mean(a0).
     s = noise.score
@@ -166,7 +166,7 @@ def test_episodic_termination_loss():
     params["termination.2.bias"] = np.array([0.0])
     params["termination.2.weight"] = np.zeros_like(params["termination.2.weight"])
     batch = make_batch(cfg, rng)
-    out = world_model_losses(params, cfg, batch, draw_update_noise(cfg, rng))
+    out = world_model_losses(params, cfg, batch, draw_numpy("update", cfg, rng))
     # Logit 0 everywhere -> BCE = ln 2 whatever the labels.
     assert out["termination_loss"] == pytest.approx(math.log(2), rel=1e-12)
 
@@ -218,7 +218,7 @@ def test_multitask_losses_finite():
     params = init_params(cfg, rng)
     task = np.array([0, 1] * 4)
     batch = make_batch(cfg, rng, task)
-    noise = draw_update_noise(cfg, rng)
+    noise = draw_numpy("update", cfg, rng)
     for pairing in ("aligned", "published"):
         out = world_model_losses(
             params, dataclasses.replace(cfg, energy_pairing=pairing), batch, noise

@@ -7,7 +7,7 @@ import pytest
 from mbdpo_core.batch import Batch
 from mbdpo_core.config.load import load_config
 from mbdpo_core.errors import ConfigError
-from mbdpo_core.noise import draw_update_noise
+from mbdpo_core.noise import draw_numpy
 from mbdpo_core.params import init_params, param_shapes
 from mbdpo_core.reference import losses, model
 from mbdpo_core.reference.augment import CONV_STRIDES, conv2d, random_shift
@@ -101,11 +101,11 @@ def test_random_shift_moves_pixels():
 def test_update_noise_and_losses_use_the_shift():
     cfg = rgb_cfg()
     rng = np.random.default_rng(5)
-    noise = draw_update_noise(cfg, rng)
+    noise = draw_numpy("update", cfg, rng)
     H, B = cfg.horizon, cfg.batch_size
     assert noise.obs_shift.shape == (H + 1, B, 2) and noise.obs_shift.dtype == np.int32
     assert noise.obs_shift.min() >= 0 and noise.obs_shift.max() <= 6
-    assert draw_update_noise(load_config(["batch_size=4"]), rng).obs_shift is None
+    assert draw_numpy("update", load_config(["batch_size=4"]), rng).obs_shift is None
     params = init_params(cfg, rng)
     params = {
         k: v + rng.standard_normal(v.shape).astype(np.float32) * 0.1 for k, v in params.items()
@@ -123,7 +123,7 @@ def test_update_noise_and_losses_use_the_shift():
         out["zs"][0], model.encode(params, cfg, random_shift(batch.obs[0], noise.obs_shift[0]))
     )
     again = losses.world_model_losses(
-        params, cfg, batch, draw_update_noise(cfg, np.random.default_rng(5))
+        params, cfg, batch, draw_numpy("update", cfg, np.random.default_rng(5))
     )
     assert again["consistency_loss"] == out["consistency_loss"]  # same noise, same values
     unshifted = dataclasses.replace(noise, obs_shift=np.full_like(noise.obs_shift, 3))

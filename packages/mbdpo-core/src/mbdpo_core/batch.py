@@ -6,6 +6,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .config.schema import Config
+from .errors import ShapeError
+from .shapes import check_shape
+
 
 @dataclass(frozen=True)
 class Batch:
@@ -30,3 +34,19 @@ class Batch:
     @property
     def batch_size(self) -> int:
         return self.action.shape[1]
+
+
+def check_batch(batch: Batch, cfg: Config) -> None:
+    """Raise ShapeError naming the first field whose shape does not match cfg (any H and B)."""
+    if batch.action.ndim != 3:
+        raise ShapeError(f"batch.action has shape {batch.action.shape}, expected [H B A].")
+    H, B = batch.action.shape[:2]
+    obs_spec = " ".join(["H+1", "B", *map(str, cfg.obs_shape)])
+    check_shape("batch.obs", batch.obs, obs_spec, H=H, B=B)
+    check_shape("batch.action", batch.action, "H B A", H=H, B=B, A=cfg.action_dim)
+    check_shape("batch.reward", batch.reward, "H B 1", H=H, B=B)
+    check_shape("batch.terminated", batch.terminated, "H B 1", H=H, B=B)
+    if cfg.multitask:
+        if batch.task is None:
+            raise ShapeError("a multi-task agent needs batch.task [B].")
+        check_shape("batch.task", batch.task, "B", B=B)

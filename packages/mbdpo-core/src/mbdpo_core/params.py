@@ -1,21 +1,21 @@
 """Canonical parameter naming of the world model, shared by both backends (the parity contract).
 
-Layout (float32 everywhere):
+See docs/design.md#parity-contract. Layout (float32 everywhere):
   Linear layer i of module m:   `m.i.weight` [in, out], `m.i.bias` [out]
   its LayerNorm (NormedLinear): `m.i.ln.weight` [out], `m.i.ln.bias` [out]
   Q ensemble (stacked members): `q.i.weight` [Nq, in, out], `q.i.bias` [Nq, out], `q.i.ln.*`
   target Q ensemble:            `target_q.*`, same shapes as `q.*`
   rgb encoder conv layer i:     `encoder.i.weight` [kh, kw, in, out] (HWIO), `encoder.i.bias` [out]
-  task embedding (multi-task):  `task_emb.weight` [M, task_dim]
+  task embedding (multi-task):  `task_emb.weight` [Mt, E]
 
 Modules (inputs concatenated in this order; e = task embedding, present only when multi-task):
-  encoder     [obs, e]              -> L      max(num_enc_layers-1, 1) x enc_dim; last SimNorm
-  dynamics    [z, e, a]             -> L      2 x mlp_dim; last NormedLinear + SimNorm
-  reward      [z, e, a]             -> K      2 x mlp_dim; last plain Linear
+  encoder     [obs, e]              -> Z      max(num_enc_layers-1, 1) x enc_dim; last SimNorm
+  dynamics    [z, e, a]             -> Z      2 x mlp_dim; last NormedLinear + SimNorm
+  reward      [z, e, a]             -> Kb     2 x mlp_dim; last plain Linear
   termination [z, e]                -> 1      only when episodic
   pi          [z, e]                -> 2A     (mean, raw log-std)
   energy      [z, e, a]             -> 1      the implicit energy head F
-  q           [z, e, a]             -> K      per member; dropout in layer 0 (Linear, drop, LN)
+  q           [z, e, a]             -> Kb     per member; dropout in layer 0 (Linear, drop, LN)
   score       [z, e, x(H*A), temb]  -> H*A    temb = sinusoidal embedding of the noise level
 """
 
@@ -27,7 +27,6 @@ import numpy as np
 
 from .config.schema import Config
 
-MLP_MODULES = ("dynamics", "reward", "termination", "pi", "energy", "score")
 ZERO_LAST = ("reward", "energy", "q")
 """Modules whose last Linear weight is initialised to zero."""
 
@@ -56,7 +55,7 @@ def conv_layers(cfg: Config) -> list[Layer]:
 
 def module_layers(cfg: Config) -> dict[str, list[Layer]]:
     """Layer widths of every module, in the canonical module order."""
-    L, E, A, M, K = cfg.latent_dim, cfg.task_dim, cfg.action_dim, cfg.mlp_dim, cfg.num_bins
+    Z, E, A, M, Kb = cfg.latent_dim, cfg.task_dim, cfg.action_dim, cfg.mlp_dim, cfg.num_bins
 
     def mlp(in_dim: int, out_dim: int, hidden: list[int], last_norm: bool = False) -> list[Layer]:
         dims = [in_dim, *hidden]
@@ -68,15 +67,15 @@ def module_layers(cfg: Config) -> dict[str, list[Layer]]:
         out["encoder"] = conv_layers(cfg)
     else:
         enc_hidden = [cfg.enc_dim] * max(cfg.num_enc_layers - 1, 1)
-        out["encoder"] = mlp(cfg.obs_shape[0] + E, L, enc_hidden, last_norm=True)
-    out["dynamics"] = mlp(L + E + A, L, [M, M], last_norm=True)
-    out["reward"] = mlp(L + E + A, K, [M, M])
+        out["encoder"] = mlp(cfg.obs_shape[0] + E, Z, enc_hidden, last_norm=True)
+    out["dynamics"] = mlp(Z + E + A, Z, [M, M], last_norm=True)
+    out["reward"] = mlp(Z + E + A, Kb, [M, M])
     if cfg.episodic:
-        out["termination"] = mlp(L + E, 1, [M, M])
-    out["pi"] = mlp(L + E, 2 * A, [M, M])
-    out["energy"] = mlp(L + E + A, 1, [M, M])
-    out["q"] = mlp(L + E + A, K, [M, M])
-    score_in = L + E + cfg.horizon * A + cfg.diffusion_time_embed_dim
+        out["termination"] = mlp(Z + E, 1, [M, M])
+    out["pi"] = mlp(Z + E, 2 * A, [M, M])
+    out["energy"] = mlp(Z + E + A, 1, [M, M])
+    out["q"] = mlp(Z + E + A, Kb, [M, M])
+    score_in = Z + E + cfg.horizon * A + cfg.diffusion_time_embed_dim
     out["score"] = mlp(score_in, cfg.horizon * A, [M, M])
     return out
 
@@ -105,7 +104,7 @@ def param_shapes(cfg: Config, target: bool = True) -> dict[str, tuple[int, ...]]
 
 
 def init_params(cfg: Config, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Initial parameters in canonical naming (ALGORITHM.md "Init").
+    """Initial parameters in canonical naming (docs/method.md#initialisation).
 
     Linear/conv weights: truncated normal, std 0.02, cut at +-2 (absolute, as PyTorch's default);
     biases 0; LayerNorm weight 1, bias 0; last weight of reward, energy and every Q member 0;
@@ -132,9 +131,19 @@ def init_params(cfg: Config, rng: np.random.Generator) -> dict[str, np.ndarray]:
     return params
 
 
-def count_params(cfg: Config) -> int:
-    """Number of trained parameters (target copy excluded)."""
-    return int(sum(np.prod(s) for s in param_shapes(cfg, target=False).values()))
+def optimizer_group(name: str) -> str | None:
+    """The optimiser of a parameter: "pi" (policy Adam, eps 1e-5) for `pi.*`, None for the
+    Polyak-averaged `target_q.*`, else "model" (docs/method.md#update)."""
+    if name.startswith("pi."):
+        return "pi"
+    if name.startswith("target_q."):
+        return None
+    return "model"
+
+
+def lr_scale(name: str, cfg: Config) -> float:
+    """Learning-rate factor of a parameter: enc_lr_scale for `encoder.*`, else 1."""
+    return cfg.enc_lr_scale if name.startswith("encoder.") else 1.0
 
 
 def action_masks(cfg: Config) -> np.ndarray:

@@ -1,7 +1,7 @@
 """The interfaces every backend implements (mbdpo_torch and mbdpo_jax mirror them exactly).
 
-Shape letters: B batch (any leading dims allowed where "..." is written), H horizon, A action,
-Z latent, O observation, K num_bins, Nq Q members, M tasks. Arrays are the backend's own type
+Shape letters as in mbdpo_core.shapes ("..." = any leading dims). See
+docs/design.md#parity-contract. Arrays are the backend's own type
 inside a backend and numpy at the Agent boundary.
 """
 
@@ -31,7 +31,7 @@ class WorldModel(Protocol):
         """Latent dynamics: z [..., Z], a [..., A] -> z' [..., Z] (SimNorm)."""
 
     def reward(self, z: Array, a: Array, task: Array | None) -> Array:
-        """Reward logits [..., K] (two-hot over symlog space)."""
+        """Reward logits [..., Kb] (two-hot over symlog space)."""
 
     def termination(self, z: Array, task: Array | None) -> Array:
         """Termination logit [..., 1] (episodic tasks only)."""
@@ -51,23 +51,13 @@ class WorldModel(Protocol):
         target: bool = False,
         keep: Array | None = None,
     ) -> Array:
-        """Logits of every member [Nq, ..., K]; `keep` [Nq, ..., mlp_dim] dropout masks or None."""
+        """Logits of every member [Nq, ..., Kb]; `keep` [Nq, ..., M] dropout masks or None."""
 
     def F(self, z: Array, a: Array, task: Array | None) -> Array:
         """Energy logit [..., 1]."""
 
     def score(self, z: Array, x: Array, tau: Array, task: Array | None) -> Array:
         """Score net: z [..., Z], noisy plan x [..., H, A], int level tau [...] -> [..., H, A]."""
-
-
-@runtime_checkable
-class Planner(Protocol):
-    """Chooses an action from a latent; holds no state (the warm start is passed in and out)."""
-
-    def plan(
-        self, z: Array, prev_plan: Array, t0: bool, eval_mode: bool, task: Array | None, noise: Any
-    ) -> tuple[Array, Array]:
-        """z [1, Z], prev_plan [H, A] -> (action [A] in [-1, 1], new warm-start plan [H, A])."""
 
 
 @runtime_checkable
@@ -82,7 +72,8 @@ class Agent(Protocol):
         """obs [*O] -> action [A] in [-1, 1] (float32 numpy)."""
 
     def update(self, batch: Batch) -> dict[str, float]:
-        """One world-model step, one policy step, one Polyak step; returns float metrics."""
+        """One world-model step, one policy step, one Polyak step; returns the floats named by
+        mbdpo_core.metrics.UPDATE_METRICS."""
 
     def export_params(self) -> dict[str, np.ndarray]:
         """Parameters (incl. target_q.*) in the canonical naming of mbdpo_core.params."""

@@ -1,6 +1,6 @@
 """Task registry: every task this project can train on, and the named task sets.
 
-Facts come from ../shared/reference/anatomy.md section 7.8 (104 distinct state tasks: 39
+Facts as listed in docs/design.md#configuration (104 distinct state tasks: 39
 DMControl, 50 Meta-World, 5 ManiSkill, 10 MyoSuite); where an installed suite differs
 (Meta-World 3 names, MyoSuite 3 dims, ManiSkill3 ids) the installed version wins. The table
 order below is the dataset order: mt30 and mt80 index = task id.

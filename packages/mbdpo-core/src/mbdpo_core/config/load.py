@@ -9,8 +9,8 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from .. import tasks as task_registry
+from ..discount import discount_heuristic
 from ..errors import ConfigError, suggest
-from ..reference.discount import discount_heuristic
 from .presets import MODEL_SIZES, PRESET_CHOICES, PRESETS
 from .schema import Config
 
@@ -25,6 +25,23 @@ CHOICES: dict[str, tuple[Any, ...]] = {
     "model_size": tuple(MODEL_SIZES),
 }
 _USER_KEYS = tuple(f.name for f in dataclasses.fields(Config) if f.default is dataclasses.MISSING)
+ALIASES = {
+    f"contrastive_{k}": f"energy_{k}" for k in ("coef", "eta", "clip", "momentum", "neg_noise")
+}
+"""The published names of the energy head's keys, accepted for ours."""
+REMOVED_KEYS = ("checkpoint",)
+"""Keys of earlier releases that nothing read; dropped when an old saved config is read."""
+
+
+def _canonical_keys(values: dict[str, Any]) -> dict[str, Any]:
+    """Rename published aliases to our key names (an alias and its key together are an error)."""
+    out = dict(values)
+    for alias, key in ALIASES.items():
+        if alias in out:
+            if key in out:
+                raise ConfigError(f"{alias} is an alias of {key}; give only one of them.")
+            out[key] = out.pop(alias)
+    return out
 
 
 def parse_overrides(overrides: list[str]) -> dict[str, Any]:
@@ -44,7 +61,7 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
             (override,) = parser.parse_overrides([text.lstrip("+")])
         except HydraException as err:
             raise ConfigError(f"Cannot parse override {text!r}: {err}") from None
-        key = override.key_or_group
+        key = ALIASES.get(override.key_or_group, override.key_or_group)
         if key not in _USER_KEYS:
             raise ConfigError(
                 f"Unknown config key {key!r}.{suggest(key, _USER_KEYS)} "
@@ -68,6 +85,7 @@ def load_config(
         backend: recorded in the config ("torch" | "jax" | "none").
     """
     user = dict(overrides) if isinstance(overrides, dict) else parse_overrides(list(overrides))
+    user = _canonical_keys(user)
     for key in user:
         if key not in _USER_KEYS:
             raise ConfigError(f"Unknown config key {key!r}.{suggest(key, _USER_KEYS)}")
@@ -221,6 +239,7 @@ def config_to_dict(cfg: Config) -> dict[str, Any]:
 def config_from_dict(data: dict[str, Any]) -> Config:
     """Inverse of config_to_dict (used when resuming or loading a checkpoint)."""
     names = {f.name for f in dataclasses.fields(Config)}
+    data = _canonical_keys({k: v for k, v in data.items() if k not in REMOVED_KEYS})
     unknown = set(data) - names
     if unknown:
         raise ConfigError(f"Saved config has unknown keys {sorted(unknown)}.")

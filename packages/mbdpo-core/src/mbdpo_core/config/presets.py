@@ -1,4 +1,5 @@
-"""Named presets: model sizes (anatomy 1.6) and the CPU preset for machines without a GPU."""
+"""Named presets: model sizes and the CPU preset for machines without a GPU
+(docs/design.md#configuration)."""
 
 from __future__ import annotations
 

@@ -25,7 +25,6 @@ class Config:
     seed_steps: int | None
     run_dir: str | None
     resume: bool
-    checkpoint: str | None
     eval_freq: int
     eval_episodes: int
     save_every: int
@@ -45,11 +44,11 @@ class Config:
     discount_min: float
     discount_max: float
     # energy head
-    contrastive_coef: float
-    contrastive_eta: float
-    contrastive_clip: float
-    contrastive_momentum: float
-    contrastive_neg_noise: float
+    energy_coef: float
+    energy_eta: float
+    energy_clip: float
+    energy_momentum: float
+    energy_neg_noise: float
     energy_pairing: str
     # score network
     use_score_network: bool

@@ -1,13 +1,12 @@
 """Numpy reference implementation (the oracle both backends are tested against).
 
 Submodules: augment (rgb random shift and conv encoder), math (elementwise math), schedule
-(diffusion schedule), scale (RunningScale), discount (discount heuristic), model (world-model
-forward), planning (value estimate and the three planners), losses (forward values of one
-update). All compute in float64.
+(diffusion schedule), scale (RunningScale), model (world-model forward), planning (value
+estimate and the three planners), losses (forward values of one update). All compute in
+float64.
 """
 
 from .augment import random_shift
-from .discount import discount_heuristic
 from .losses import policy_loss, polyak, world_model_losses
 from .math import (
     bce_with_logits,
@@ -34,7 +33,6 @@ __all__ = [
     "RunningScale",
     "bce_with_logits",
     "diffusion_plan",
-    "discount_heuristic",
     "gaussian_logprob",
     "layer_norm",
     "log_softmax",

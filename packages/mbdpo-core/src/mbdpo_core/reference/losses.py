@@ -1,4 +1,4 @@
-"""Numpy oracle of the forward values of one update (spec "Update", steps 1-4, 6 and 7).
+"""Numpy oracle of the forward values of one update (docs/method.md#update).
 
 No gradients here: these are the loss values, new statistics and latents a backend's update
 must reproduce for the same parameters, batch and noise bundle. Computes in float64.
@@ -43,7 +43,7 @@ def energy_candidates(
     Shapes: zf [H, B, Z] -> [H, B, A].
     """
     a_pi, _ = model.pi(params, cfg, zf, task, noise.energy_pi_eps)
-    a_noisy = np.clip(a_pi + cfg.contrastive_neg_noise * _f64(noise.energy_gauss), -1.0, 1.0)
+    a_noisy = np.clip(a_pi + cfg.energy_neg_noise * _f64(noise.energy_gauss), -1.0, 1.0)
     cands = np.stack([a_pi, a_noisy, _f64(noise.energy_uniform)])  # [3, H, B, A]
     logits = np.stack([model.F(params, cfg, zf, c, task)[..., 0] for c in cands])  # [3, H, B]
     pick = np.argmax(logits, axis=0)  # first candidate on ties
@@ -117,7 +117,7 @@ def world_model_losses(
     consistency = np.sum(rho * ((zs[1:] - next_z) ** 2).mean(axis=(1, 2))) / H
     r_ce = soft_ce(model.reward(params, cfg, zs[:H], action, task), rew, cfg=cfg)  # [H, B, 1]
     reward_loss = np.sum(rho * r_ce.mean(axis=(1, 2))) / H
-    qs = model.Q(params, cfg, zs[:H], action, task, keep=noise.q_keep)  # [Nq, H, B, K]
+    qs = model.Q(params, cfg, zs[:H], action, task, keep=noise.q_keep)  # [Nq, H, B, Kb]
     q_ce = soft_ce(qs, td[None], cfg=cfg)  # [Nq, H, B, 1]
     value_loss = np.sum(rho * q_ce.mean(axis=(2, 3)).sum(axis=0)) / (H * cfg.num_q)
     termination_loss = 0.0
@@ -137,7 +137,7 @@ def world_model_losses(
     neg = model.F(params, cfg, zf, a_neg, task_e)
     energy_loss = 0.5 * (np.mean(bce_with_logits(pos, 1.0)) + np.mean(bce_with_logits(neg, 0.0)))
     both = np.concatenate([pos.reshape(-1), neg.reshape(-1)])
-    m = cfg.contrastive_momentum
+    m = cfg.energy_momentum
     mu = m * energy_stats[0] + (1.0 - m) * both.mean()
     sigma = m * energy_stats[1] + (1.0 - m) * max(both.std(), 1e-6)
 
@@ -154,7 +154,7 @@ def world_model_losses(
         + cfg.reward_coef * reward_loss
         + cfg.value_coef * value_loss
         + cfg.termination_coef * termination_loss
-        + cfg.contrastive_coef * energy_loss
+        + cfg.energy_coef * energy_loss
         + cfg.score_loss_coef * score_loss
     )
     return {

@@ -1,4 +1,4 @@
-"""Numpy oracle of the elementwise math of MBDPO (spec "Math", anatomy section 2).
+"""Numpy oracle of the elementwise math of MBDPO (docs/method.md#math).
 
 All functions compute in float64 and return float64 arrays. The regression helpers take the
 bin layout either explicitly (num_bins, vmin, vmax) or from a Config (`cfg=`).
@@ -72,9 +72,9 @@ def two_hot(
     """Two-hot encoding of scalars in symlog space.
 
     y = clip(symlog(x), vmin, vmax); i = floor((y - vmin) / bin_size); w = frac; weight 1 - w
-    at bin i and w at bin i + 1 (clamped to K - 1; at the top edge w = 0).
+    at bin i and w at bin i + 1 (clamped to Kb - 1; at the top edge w = 0).
 
-    Shapes: x [..., 1] -> [..., K].
+    Shapes: x [..., 1] -> [..., Kb].
     """
     K, lo, hi = _bins(num_bins, vmin, vmax, cfg)
     bin_size = (hi - lo) / (K - 1)
@@ -88,7 +88,7 @@ def two_hot(
 
 
 def bin_centres(num_bins: int, vmin: float, vmax: float) -> np.ndarray:
-    """Bin centres linspace(vmin, vmax, K) in symlog space. Shapes: [K]."""
+    """Bin centres linspace(vmin, vmax, Kb) in symlog space. Shapes: [Kb]."""
     return np.linspace(vmin, vmax, num_bins, dtype=np.float64)
 
 
@@ -102,7 +102,7 @@ def two_hot_inv(
 ) -> np.ndarray:
     """Decode logits to a scalar: symexp(sum softmax(logits) * centres).
 
-    Shapes: logits [..., K] -> [..., 1].
+    Shapes: logits [..., Kb] -> [..., 1].
     """
     K, lo, hi = _bins(num_bins, vmin, vmax, cfg)
     probs = softmax(logits)
@@ -120,7 +120,7 @@ def soft_ce(
 ) -> np.ndarray:
     """Cross-entropy of logits against the two-hot encoding of a scalar target.
 
-    Shapes: logits [..., K], target [..., 1] -> [..., 1].
+    Shapes: logits [..., Kb], target [..., 1] -> [..., 1].
     """
     K, lo, hi = _bins(num_bins, vmin, vmax, cfg)
     enc = two_hot(target, K, lo, hi)

@@ -5,7 +5,7 @@ and computes in float64 (parameters are upcast on use), returning float64 arrays
 for single-task runs, else an int or an int array whose shape equals the leading (batch) shape
 of the other inputs or broadcasts to it from the right (e.g. [B] against [H, B, Z]).
 
-Shapes: Z latent_dim, A action_dim, K num_bins, Nq num_q, M mlp_dim, H horizon, O obs dim.
+Shapes in the letters of mbdpo_core.shapes (Kb = num_bins bins).
 """
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ def next(params: Params, cfg: Config, z: Any, a: Any, task: Any = None) -> np.nd
 
 
 def reward(params: Params, cfg: Config, z: Any, a: Any, task: Any = None) -> np.ndarray:
-    """Reward logits R([z, e, a]). Shapes: z [..., Z], a [..., A] -> [..., K]."""
+    """Reward logits R([z, e, a]). Shapes: z [..., Z], a [..., A] -> [..., Kb]."""
     return _mlp(params, "reward", _cat(params, cfg, z, task, a), cfg)
 
 
@@ -168,7 +168,7 @@ def q_member(
     target: bool = False,
     keep: Any = None,
 ) -> np.ndarray:
-    """Logits of one Q member. Shapes: z [..., Z], a [..., A], keep [..., M] -> [..., K]."""
+    """Logits of one Q member. Shapes: z [..., Z], a [..., A], keep [..., M] -> [..., Kb]."""
     prefix = "target_q" if target else "q"
     return _mlp(params, prefix, _cat(params, cfg, z, task, a), cfg, int(member), keep)
 
@@ -184,7 +184,7 @@ def Q(
 ) -> np.ndarray:
     """Logits of every Q member; target=True uses `target_q.*`.
 
-    Shapes: z [..., Z], a [..., A], keep [Nq, ..., M] or None -> [Nq, ..., K].
+    Shapes: z [..., Z], a [..., A], keep [Nq, ..., M] or None -> [Nq, ..., Kb].
     """
     return np.stack(
         [

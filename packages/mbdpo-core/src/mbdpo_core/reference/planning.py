@@ -1,10 +1,8 @@
 """Numpy oracle of planning: the value estimate and the diffusion, MPPI and policy planners.
 
-Exactly the spec ("Value estimate", "Diffusion planner", "MPPI", "Policy planner"); randomness
-comes only from the noise bundles of mbdpo_core.noise. Computes in float64.
-
-Shapes: Z latent_dim, A action_dim, H horizon, N samples, P policy trajectories, E elites,
-T = max(diffusion_steps, 2) noise levels.
+The straightforward reading of docs/method.md#value-estimate, #diffusion-planner, #mppi and
+#policy-planner; randomness comes only from the noise bundles of mbdpo_core.noise. Computes in
+float64. Shapes in the letters of mbdpo_core.shapes.
 """
 
 from __future__ import annotations
@@ -44,7 +42,7 @@ def value_estimate(
 ) -> np.ndarray:
     """H-step return of r + eta * clipped normalised F, bootstrapped with the mean of two Q members.
 
-    Shapes: z [K, Z], actions [K, H, A], noise.pi_eps [K, A], noise.q_pair [2] -> [K, 1].
+    Shapes: z [N, Z], actions [N, H, A], noise.pi_eps [N, A], noise.q_pair [2] -> [N, 1].
     """
     mu, sigma = float(energy_stats[0]), float(energy_stats[1])
     gamma = discount(cfg, task)
@@ -57,7 +55,7 @@ def value_estimate(
         a_t = actions[:, t]
         r = two_hot_inv(model.reward(params, cfg, z, a_t, task), cfg=cfg)
         f = (model.F(params, cfg, z, a_t, task) - mu) / max(sigma, 1e-6)
-        r = r + cfg.contrastive_eta * np.clip(f, -cfg.contrastive_clip, cfg.contrastive_clip)
+        r = r + cfg.energy_eta * np.clip(f, -cfg.energy_clip, cfg.energy_clip)
         z = model.next(params, cfg, z, a_t, task)
         G = G + disc * (1.0 - term) * r
         disc = disc * gamma

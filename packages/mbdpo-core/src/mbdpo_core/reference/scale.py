@@ -1,4 +1,5 @@
-"""RunningScale: the policy loss's Q normaliser (5th-95th percentile range, anatomy section 2)."""
+"""RunningScale: the policy loss's Q normaliser (5th-95th percentile range;
+docs/method.md#policy-objective)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Noise schedule, proposal std and time embedding of the diffusion planner (anatomy 4.1, 1.2)."""
+"""Noise schedule, proposal std and time embedding of the diffusion planner
+(docs/method.md#noise-schedule)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The discount heuristic (anatomy 2)."""
+"""The discount heuristic of each task (docs/method.md#td-targets)."""
 
 from __future__ import annotations
 
