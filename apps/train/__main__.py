@@ -16,7 +16,14 @@ from pathlib import Path
 from mbdpo_core.backends import BACKENDS, load_backend
 from mbdpo_core.config import load_config, parse_overrides
 from mbdpo_core.errors import MbdpoError
-from mbdpo_core.loop import OnlineTrainer
+from mbdpo_core.logger import Logger
+from mbdpo_core.loops import (
+    Checkpointer,
+    EpisodeEvaluator,
+    OnlineTrainer,
+    Progress,
+    make_replay,
+)
 from mbdpo_core.rundir import default_run_dir, resume_config, write_config
 
 
@@ -62,8 +69,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[mbdpo] run directory: {run_dir}")
         write_config(run_dir, cfg)
         agent = backend.Agent(cfg)
+        task = cfg.tasks[0]
+        env = make(task, cfg.seed, obs=cfg.obs)
+        eval_env = make(task, cfg.seed + 1, obs=cfg.obs)
         trainer = OnlineTrainer(
-            cfg, agent, lambda task, seed: make(task, seed, obs=cfg.obs), run_dir
+            cfg,
+            agent,
+            env,
+            replay=make_replay(cfg),
+            evaluator=EpisodeEvaluator({task: eval_env}, cfg.eval_episodes, cfg.seed),
+            logger=Logger(run_dir),
+            checkpoints=Checkpointer(run_dir),
+            progress=Progress(cfg.steps, desc=task),
         )
         if cfg.resume and trainer.restore():
             print(f"[mbdpo] resumed at step {trainer.state.step}")

@@ -1,0 +1,99 @@
+"""Evaluation: deterministic (eval-mode) episodes, per task and averaged (docs/design.md#loops).
+
+The episodes of the evaluation at loop step s reset from `episode_seed(episode_seed(seed, EVAL,
+s), EVAL, i)`, i = 0..episodes-1, in every task's environment: two runs (or a run and its
+resumption) evaluated at the same step see the same initial states.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from ..protocols import Agent
+from .seeds import EVAL, episode_seed
+
+__all__ = ["EVAL_METRICS", "run_episodes", "EpisodeEvaluator"]
+
+EVAL_METRICS = ("episode_reward", "episode_success", "episode_length")
+
+
+def run_episodes(
+    agent: Agent, env: Any, episodes: int, seed: int, task: int | None = None
+) -> dict[str, float]:
+    """Run `episodes` eval-mode episodes of `env`; mean return, final-step success and length.
+
+    Args:
+        agent: acts with eval_mode=True (and `task`).
+        env: reset(seed=...) -> (obs, info); step(action) -> (obs, reward, terminated,
+            truncated, info).
+        episodes: number of episodes.
+        seed: episode i resets with `episode_seed(seed, EVAL, i)`.
+        task: task id given to the agent, None for a single-task agent.
+    """
+    returns, successes, lengths = [], [], []
+    for i in range(episodes):
+        obs, _ = env.reset(seed=episode_seed(seed, EVAL, i))
+        done, total, length, info = False, 0.0, 0, {}
+        while not done:
+            action = agent.act(obs, t0=length == 0, eval_mode=True, task=task)
+            obs, reward, terminated, truncated, info = env.step(action)
+            total += float(reward)
+            length += 1
+            done = terminated or truncated
+        returns.append(total)
+        successes.append(float(info.get("success", 0.0)))
+        lengths.append(length)
+    return {
+        "episode_reward": float(np.mean(returns)),
+        "episode_success": float(np.mean(successes)),
+        "episode_length": float(np.mean(lengths)),
+    }
+
+
+class EpisodeEvaluator:
+    """Evaluates an agent on one environment per task (an `Evaluator`).
+
+    The row of `evaluate` holds EVAL_METRICS averaged over tasks; with more than one task it adds
+    `<task>/<metric>` for each task.
+
+    Args:
+        envs: task name -> its evaluation environment (kept apart from the training ones).
+        episodes: episodes per task and evaluation.
+        seed: the run seed.
+        task_ids: task name -> the id the agent takes; None for a single-task agent.
+    """
+
+    def __init__(
+        self,
+        envs: Mapping[str, Any],
+        episodes: int,
+        seed: int,
+        task_ids: Mapping[str, int] | None = None,
+    ) -> None:
+        self.envs, self.episodes, self.seed = dict(envs), episodes, seed
+        self.task_ids = None if task_ids is None else dict(task_ids)
+
+    def per_task(self, agent: Agent, step: int) -> dict[str, dict[str, float]]:
+        """Task name -> its EVAL_METRICS at loop step `step`."""
+        seed = episode_seed(self.seed, EVAL, step)
+        return {
+            name: run_episodes(
+                agent,
+                env,
+                self.episodes,
+                seed,
+                None if self.task_ids is None else self.task_ids[name],
+            )
+            for name, env in self.envs.items()
+        }
+
+    def evaluate(self, agent: Agent, step: int) -> dict[str, float]:
+        """The eval row at loop step `step` (see the class docstring)."""
+        results = self.per_task(agent, step)
+        row = {k: float(np.mean([r[k] for r in results.values()])) for k in EVAL_METRICS}
+        if len(results) > 1:
+            row.update({f"{name}/{k}": r[k] for name, r in results.items() for k in EVAL_METRICS})
+        return row

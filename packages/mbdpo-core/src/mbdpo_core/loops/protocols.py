@@ -1,0 +1,68 @@
+"""What a training loop needs from its parts (docs/design.md#loops).
+
+A loop receives every part it talks to: a source of batches, an evaluator, a logger, a
+checkpointer and a progress reporter. The online loop's source is also a `Replay` (it adds the
+episodes it collects); an offline loop needs only a `BatchSource`. A source whose sampling state
+must survive a restart is also `Stateful`, and the checkpointer then saves it with the agent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from ..batch import Batch
+from ..buffer import EpisodeRecord
+from ..protocols import Agent
+
+__all__ = ["BatchSource", "Replay", "Stateful", "Evaluator", "RunLogger"]
+
+
+@runtime_checkable
+class BatchSource(Protocol):
+    """Serves training batches."""
+
+    def sample(self, batch_size: int, horizon: int) -> Batch:
+        """B sub-trajectories of H+1 rows; shapes as in `mbdpo_core.batch.Batch`."""
+
+
+@runtime_checkable
+class Replay(BatchSource, Protocol):
+    """A batch source that also stores the episodes a loop collects."""
+
+    def add(self, episode: EpisodeRecord) -> None:
+        """Store one finished episode (layout of `mbdpo_core.buffer.EpisodeRecord`)."""
+
+
+@runtime_checkable
+class Stateful(Protocol):
+    """A part with state to checkpoint: (arrays, JSON-ready meta) and its inverse."""
+
+    def state_dict(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]: ...
+
+    def load_state_dict(
+        self, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]
+    ) -> None: ...
+
+
+@runtime_checkable
+class Evaluator(Protocol):
+    """Scores an agent; the loop logs the returned row under "eval"."""
+
+    def evaluate(self, agent: Agent, step: int) -> dict[str, float]:
+        """Metrics of `agent` at loop step `step`: episode_reward, episode_success,
+        episode_length (means), plus any per-task columns."""
+
+
+@runtime_checkable
+class RunLogger(Protocol):
+    """Where rows of metrics go (`mbdpo_core.logger.Logger` is the standard one)."""
+
+    def log(self, category: str, step: int, metrics: Mapping[str, float]) -> None: ...
+
+    def truncate_after(self, step: int) -> None:
+        """Forget rows logged after `step` (a resumed run rewrites them)."""
+
+    def close(self) -> None: ...
