@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from mbdpo_core.errors import CheckpointError
-from mbdpo_core.noise import draw_diffusion_noise, draw_update_noise
+from mbdpo_core.errors import CheckpointError, ShapeError
+from mbdpo_core.noise import draw_numpy
 from mbdpo_torch import Agent
 
 
@@ -26,14 +26,14 @@ def test_save_load_resume(tmp_path, tiny, rbatch):
     for name, value in agent.export_params().items():
         np.testing.assert_array_equal(fresh.export_params()[name], value, err_msg=name)
 
-    noise = draw_diffusion_noise(cfg, np.random.default_rng(1))
+    noise = draw_numpy("diffusion", cfg, np.random.default_rng(1))
     a1 = agent.plan_with_noise(obs, False, False, None, noise)
     a2 = fresh.plan_with_noise(obs, False, False, None, noise)
     np.testing.assert_array_equal(a1, a2)
     np.testing.assert_array_equal(agent.act(obs, False, False), fresh.act(obs, False, False))
 
     batch = rbatch(cfg, 9)
-    unoise = draw_update_noise(cfg, np.random.default_rng(2))
+    unoise = draw_numpy("update", cfg, np.random.default_rng(2))
     m1, m2 = agent.update_with_noise(batch, unoise), fresh.update_with_noise(batch, unoise)
     assert m1 == m2
     assert agent.update(batch) == fresh.update(batch)  # the RNG state was restored too
@@ -54,3 +54,28 @@ def test_load_into_other_shape_fails(tmp_path, tiny):
     Agent(tiny()).save(tmp_path / "small")
     with pytest.raises(CheckpointError, match="shape mismatches"):
         Agent(tiny("mlp_dim=48")).load(tmp_path / "small")
+
+
+def test_state_of_another_backend_seeds_the_generator(tiny, rbatch):
+    cfg = tiny()
+    source = Agent(cfg)
+    source.update(rbatch(cfg, 0))
+    state = source.get_state()
+    state.rng = {"backend": "jax", "key": [0, 7]}
+    obs = np.zeros(cfg.obs_shape, np.float32)
+    actions = []
+    for draws in (0, 3):  # the agent's own generator state must not matter
+        agent = Agent(cfg)
+        for _ in range(draws):
+            agent.act(obs, True, False)
+        agent.set_state(state)
+        actions.append(agent.act(obs, True, False))
+    np.testing.assert_array_equal(actions[0], actions[1])
+
+
+def test_batch_of_the_wrong_shape(tiny, rbatch):
+    cfg = tiny()
+    batch = rbatch(cfg, 0)
+    bad = type(batch)(batch.obs[:, :, :5], batch.action, batch.reward, batch.terminated, None)
+    with pytest.raises(ShapeError, match="batch.obs"):
+        Agent(cfg).update(bad)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from mbdpo_core.noise import draw_update_noise
+from mbdpo_core.noise import draw_numpy
 from mbdpo_torch import Agent
 
 
@@ -13,7 +13,7 @@ def test_grads_with_noise_leaves_agent_unchanged(tiny, rparams, rbatch):
     agent.import_params(rparams(cfg))
     agent.update(rbatch(cfg, 0))  # non-empty Adam state, stats and scale away from the init
     before_arrays, before_meta = agent.state_dict()
-    batch, noise = rbatch(cfg, 1), draw_update_noise(cfg, np.random.default_rng(3))
+    batch, noise = rbatch(cfg, 1), draw_numpy("update", cfg, np.random.default_rng(3))
 
     grads = agent.grads_with_noise(batch, noise)
 

@@ -1,10 +1,10 @@
-"""The one-exp Mish (layers.mish) equals torch's Mish, value and derivative, incl. large |x|."""
+"""The one-exp Mish (math.mish) equals torch's Mish, value and derivative, incl. large |x|."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from mbdpo_torch.layers import mish
+from mbdpo_torch.math import mish
 
 EXTREME = [-1e30, -1e5, -200.0, -103.0, -20.0, 0.0, 19.9999, 20.0, 20.0001, 200.0, 1e5, 1e30]
 

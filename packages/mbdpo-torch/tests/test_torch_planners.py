@@ -1,20 +1,20 @@
-"""Planners vs the numpy oracle (mbdpo_core.reference.planning) and on a model whose best
-action is known."""
+"""Planners vs the numpy oracle (mbdpo_core.reference.planning), and on a model whose best
+action is known by construction of its weights."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
-from mbdpo_core.noise import draw_diffusion_noise, draw_mppi_noise, draw_policy_noise
+from mbdpo_core.noise import draw, draw_numpy
+from mbdpo_core.params import init_params
 from mbdpo_core.reference import planning as ref
 from mbdpo_torch import WorldModel, make_planner
-from mbdpo_torch.math import bin_centres, symlog
-from mbdpo_torch.noise import Drawer, to_torch
+from mbdpo_torch.noise import Sampler, to_device
 from mbdpo_torch.params_io import import_params
+from mbdpo_torch.runtime import make_rng
 
 CPU = torch.device("cpu")
-DRAW = {"diffusion": draw_diffusion_noise, "mppi": draw_mppi_noise, "policy": draw_policy_noise}
 REF = {"diffusion": ref.diffusion_plan, "mppi": ref.mppi_plan, "policy": ref.policy_plan}
 CASES = [
     ("diffusion", (), "cheetah-run"),
@@ -42,7 +42,7 @@ def test_planner_matches_reference(tiny, rparams, planner, over, task_name, eval
     stats = (0.2, 0.8)
     plan = make_planner(cfg)
     for t0 in (True, False):
-        noise = DRAW[planner](cfg, rng)
+        noise = draw_numpy("plan", cfg, rng)
         want_a, want_plan = REF[planner](params, cfg, z, prev, t0, eval_mode, task, noise, stats)
         task_t = None if task is None else torch.tensor([task])
         got_a, got_plan = plan(
@@ -52,7 +52,7 @@ def test_planner_matches_reference(tiny, rparams, planner, over, task_name, eval
             t0,
             eval_mode,
             task_t,
-            to_torch(noise, CPU),
+            to_device(noise, CPU),
             torch.tensor(stats),
         )
         assert got_a.shape == (cfg.action_dim,) and got_plan.shape == prev.shape
@@ -60,33 +60,35 @@ def test_planner_matches_reference(tiny, rparams, planner, over, task_name, eval
         np.testing.assert_allclose(got_plan.numpy(), want_plan, rtol=1e-4, atol=2e-5)
 
 
-class KnownBestModel(WorldModel):
-    """A model whose return is highest at a known action: r(a) = -4 ||a - a*||^2, z fixed,
-    F = 0, Q = 0; the policy prior's mean is `prior` (a* for the policy planner)."""
+def known_best_params(cfg, best, prior):
+    """Weights whose value is highest at the action `best` and whose policy prior's mean is
+    `prior` (single task, two hidden layers).
 
-    def __init__(self, cfg, best, prior):
-        super().__init__(cfg)
-        self.best, self.prior = best, prior
-
-    def _logits(self, value):
-        y = symlog(value)
-        return -((bin_centres(self.cfg, value.device) - y) ** 2) / (2 * 0.5**2)
-
-    def next(self, z, a, task):
-        return z
-
-    def reward(self, z, a, task):
-        return self._logits(-4.0 * ((a - self.best) ** 2).sum(-1, keepdim=True))
-
-    def F(self, z, a, task):
-        return torch.zeros(*a.shape[:-1], 1)
-
-    def Q(self, z, a, task, target=False, keep=None, members=None, detach=False):
-        return self._logits(torch.zeros(self.cfg.num_q, *a.shape[:-1], 1))
-
-    def pi_dist(self, z, task):
-        mean = torch.atanh(self.prior).expand(*z.shape[:-1], self.cfg.action_dim)
-        return mean, torch.full_like(mean, -1.0)
+    Every weight is zero (LayerNorm weights one) except: reward layer 0 computes the units
+    +-s (a_i - best_i) and a constant pair +-1, so after its LayerNorm the constant unit is
+    sqrt(M / 2) / sqrt(s^2 |a - best|^2 + 1), largest at best; reward layer 1 passes that unit
+    on as a pair +-t beside a constant pair (its normalised value rises with t); the last layer
+    turns it into logits beta * centres * h, whose decoded reward rises with h. Dynamics, F and
+    Q are then constant, and pi outputs its bias (atanh(prior), log-std -1).
+    """
+    params = {k: np.zeros_like(v) for k, v in init_params(cfg, np.random.default_rng(0)).items()}
+    for name in params:
+        if name.endswith("ln.weight"):
+            params[name][...] = 1.0
+    Z, A, s = cfg.latent_dim, cfg.action_dim, 4.0
+    w0, b0 = params["reward.0.weight"], params["reward.0.bias"]
+    for i in range(A):
+        w0[Z + i, 2 * i], b0[2 * i] = s, -s * best[i]
+        w0[Z + i, 2 * i + 1], b0[2 * i + 1] = -s, s * best[i]
+    b0[2 * A], b0[2 * A + 1] = 1.0, -1.0
+    w1, b1 = params["reward.1.weight"], params["reward.1.bias"]
+    w1[2 * A, 0], w1[2 * A, 1] = 1.0, -1.0
+    b1[2], b1[3] = 1.0, -1.0
+    params["reward.2.weight"][0] = 0.02 * np.linspace(cfg.vmin, cfg.vmax, cfg.num_bins)
+    lo, hi = cfg.log_std_min, cfg.log_std_max
+    raw = np.arctanh(2.0 * (-1.0 - lo) / (hi - lo) - 1.0)
+    params["pi.2.bias"] = np.concatenate([np.arctanh(prior), np.full(A, raw)]).astype(np.float32)
+    return params
 
 
 @pytest.mark.parametrize("planner", ["diffusion", "mppi", "policy"])
@@ -101,23 +103,15 @@ def test_planner_finds_the_best_action(tiny, planner):
         "iterations=6",
         task="reacher-easy",
     )
-    best = torch.tensor([0.4, -0.3])
-    prior = best if planner == "policy" else -best
-    model = KnownBestModel(cfg, best, prior)
-    drawer = Drawer(cfg, torch.Generator().manual_seed(0), CPU)
+    best = np.array([0.4, -0.3])
+    model = WorldModel(cfg)
+    import_params(model, known_best_params(cfg, best, best if planner == "policy" else -best))
+    sampler = Sampler(make_rng(0))
     plan = make_planner(cfg)
     z = torch.zeros(1, cfg.latent_dim)
     prev = torch.zeros(cfg.horizon, cfg.action_dim)
+    stats = torch.tensor([0.0, 1.0])
     for step in range(3):  # a few acts with the warm start
-        action, prev = plan(
-            model,
-            z,
-            prev,
-            step == 0,
-            True,
-            None,
-            drawer.plan(),
-            torch.tensor([0.0, 1.0]),
-            fast=False,
-        )
-    np.testing.assert_allclose(action.numpy(), best.numpy(), atol=0.05)
+        noise = draw("plan", cfg, sampler)
+        action, prev = plan(model, z, prev, step == 0, True, None, noise, stats)
+    np.testing.assert_allclose(action.numpy(), best, atol=0.05)

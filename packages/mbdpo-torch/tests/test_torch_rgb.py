@@ -8,13 +8,13 @@ import pytest
 import torch
 from mbdpo_core.batch import Batch
 from mbdpo_core.config.load import load_config
-from mbdpo_core.noise import draw_update_noise
+from mbdpo_core.noise import draw, draw_numpy
 from mbdpo_core.reference import augment as ref_augment
 from mbdpo_core.reference import losses as ref_losses
 from mbdpo_core.reference import model as ref_model
 from mbdpo_torch import Agent
 from mbdpo_torch.augment import random_shift
-from mbdpo_torch.noise import Drawer
+from mbdpo_torch.noise import Sampler
 
 RGB = [
     "task=cartpole-swingup",
@@ -47,7 +47,7 @@ def rgb_setup(seed: int = 0):
         terminated=np.zeros((H, B, 1), np.float32),
         task=None,
     )
-    return cfg, params, batch, draw_update_noise(cfg, rng)
+    return cfg, params, batch, draw_numpy("update", cfg, rng)
 
 
 @pytest.fixture(scope="module")
@@ -87,8 +87,7 @@ def test_random_shift_matches_oracle(setup):
 
 def test_native_draw_has_shift_offsets():
     cfg = load_config(RGB, backend="torch")
-    drawer = Drawer(cfg, torch.Generator().manual_seed(0), torch.device("cpu"))
-    shift = drawer.update().obs_shift
+    shift = draw("update", cfg, Sampler(torch.Generator().manual_seed(0))).obs_shift
     assert shift.shape == (cfg.horizon + 1, cfg.batch_size, 2)
     assert int(shift.min()) >= 0 and int(shift.max()) <= 6
     assert len(torch.unique(shift)) > 1

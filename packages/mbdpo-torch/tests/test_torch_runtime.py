@@ -1,18 +1,18 @@
-"""Device choice, the noise drawer's shapes, and the planner choice."""
+"""Device choice, the torch sampler's draws (shapes and laws of core's declaration), and the
+planner choice."""
 
 from __future__ import annotations
 
 import dataclasses
 
-import numpy as np
 import pytest
 import torch
 from mbdpo_core.errors import ConfigError
-from mbdpo_core.noise import draw_diffusion_noise, draw_mppi_noise, draw_update_noise
+from mbdpo_core.noise import bundle_shapes, draw, expected_shapes
 from mbdpo_torch import make_planner
-from mbdpo_torch.noise import Drawer
-from mbdpo_torch.planners import PLANNERS
-from mbdpo_torch.runtime import resolve_device
+from mbdpo_torch.noise import Sampler
+from mbdpo_torch.planners import diffusion, mppi, policy
+from mbdpo_torch.runtime import make_rng, resolve_device
 
 
 def test_resolve_device():
@@ -25,27 +25,36 @@ def test_resolve_device():
             resolve_device("cuda:0")
 
 
-@pytest.mark.parametrize("over", [(), ("use_score_network=true",)])
-def test_native_draws_match_numpy_shapes(tiny, over):
+@pytest.mark.parametrize("over", [(), ("use_score_network=true",), ("planner=mppi",)])
+def test_sampler_draws_core_shapes(tiny, over):
     cfg = tiny(*over)
-    drawer = Drawer(cfg, torch.Generator().manual_seed(0), torch.device("cpu"))
-    rng = np.random.default_rng(0)
-    pairs = [
-        (drawer.update(), draw_update_noise(cfg, rng)),
-        (drawer.diffusion(), draw_diffusion_noise(cfg, rng)),
-        (drawer.mppi(), draw_mppi_noise(cfg, rng)),
-    ]
-    for native, reference in pairs:
-        for field in dataclasses.fields(reference):
-            got, want = getattr(native, field.name), getattr(reference, field.name)
-            if want is None or dataclasses.is_dataclass(want):
-                assert (got is None) == (want is None), field.name
-                continue
-            assert tuple(got.shape) == np.shape(want), field.name
-    keep = drawer.update().q_keep
-    assert set(keep.unique().tolist()) <= {0.0, 1.0}
+    sampler = Sampler(make_rng(0))
+    for kind in ("plan", "update"):
+        assert bundle_shapes(draw(kind, cfg, sampler)) == expected_shapes(kind, cfg)
+    assert bundle_shapes(draw("update", cfg, sampler, 3)) == expected_shapes("update", cfg, 3)
+
+
+def test_sampler_laws():
+    sampler = Sampler(make_rng(1))
+    keep = sampler.bernoulli((4000,), 0.75)
+    assert set(keep.unique().tolist()) == {0.0, 1.0} and abs(float(keep.mean()) - 0.75) < 0.03
+    pairs = sampler.pairs((500,), 3)
+    assert pairs.shape == (500, 2) and bool((pairs[:, 0] != pairs[:, 1]).all())
+    assert int(pairs.min()) == 0 and int(pairs.max()) == 2
+    u = sampler.uniform((4000,))
+    assert float(u.min()) >= -1.0 and float(u.max()) <= 1.0 and abs(float(u.mean())) < 0.05
+    ints = sampler.integers((1000,), 1, 4)
+    assert set(ints.unique().tolist()) == {1, 2, 3}
+    assert abs(float(sampler.normal((4000,)).std()) - 1.0) < 0.05
+    assert abs(float(sampler.gumbel((4000,)).mean()) - 0.5772) < 0.06
 
 
 def test_planner_choice(tiny):
-    for name in PLANNERS:
-        assert make_planner(tiny(f"planner={name}")) is PLANNERS[name]
+    for name, module in (("diffusion", diffusion), ("mppi", mppi), ("policy", policy)):
+        assert make_planner(tiny(f"planner={name}")) is module.plan
+
+
+def test_unknown_planner_is_a_config_error(tiny):
+    cfg = dataclasses.replace(tiny(), planner="cem")
+    with pytest.raises(ConfigError, match="Valid choices: diffusion, mppi, policy"):
+        make_planner(cfg)

@@ -7,9 +7,11 @@ import pytest
 import torch
 from mbdpo_core.errors import CheckpointError
 from mbdpo_core.params import init_params, param_shapes
+from mbdpo_core.reference import math as ref_math
 from mbdpo_core.reference import model as ref
 from mbdpo_torch import WorldModel
 from mbdpo_torch.params_io import export_params, import_params
+from mbdpo_torch.update import polyak
 
 TOL = {"rtol": 1e-4, "atol": 1e-5}
 CASES = [((), "cheetah-run"), ((), "mt30"), (("episodic=true",), "cheetah-run")]
@@ -102,7 +104,9 @@ def test_task_embedding_is_not_modified(tiny, rparams):
     params = rparams(cfg)
     model = build(cfg, params)
     model.encode(torch.zeros(4, *cfg.obs_shape), torch.arange(4))
-    np.testing.assert_array_equal(model.task_emb.weight.detach().numpy(), params["task_emb.weight"])
+    np.testing.assert_array_equal(
+        model.nets["task_emb"].weight.detach().numpy(), params["task_emb.weight"]
+    )
 
 
 @pytest.mark.parametrize("task_name", ["cheetah-run", "mt30"])
@@ -136,9 +140,29 @@ def test_polyak(tiny, rparams):
     cfg = tiny()
     params = rparams(cfg)
     model = build(cfg, params)
-    model.polyak(0.25)
+    polyak(model, 0.25)
     out = export_params(model)
     for name in (n for n in params if n.startswith("target_q.")):
         online = params[name[len("target_") :]]
         want = params[name] + 0.25 * (online - params[name])
         np.testing.assert_allclose(out[name], want, rtol=1e-6, atol=1e-7)
+
+
+def test_layer_modules(tiny, rparams):
+    """Linear / LayerNorm / MLP / TaskEmbedding called on their own equal the oracle."""
+    cfg = tiny(task="mt30")
+    params = rparams(cfg)
+    model = build(cfg, params)
+    rng = np.random.default_rng(4)
+    x = rng.normal(0, 1, (5, params["reward.0.weight"].shape[0]))
+    layer = model.nets["reward"][0]
+    h = x @ params["reward.0.weight"] + params["reward.0.bias"]
+    np.testing.assert_allclose(layer(t(x)).detach().numpy(), h, **TOL)
+    want_ln = ref_math.layer_norm(h, params["reward.0.ln.weight"], params["reward.0.ln.bias"])
+    np.testing.assert_allclose(layer.ln(t(h)).detach().numpy(), want_ln, **TOL)
+    task = np.array([0, 3, 7])
+    np.testing.assert_allclose(
+        model.nets["task_emb"](t(task, torch.long)).detach().numpy(),
+        ref.task_embedding(params, task),
+        **TOL,
+    )

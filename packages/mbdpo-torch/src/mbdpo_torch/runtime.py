@@ -1,16 +1,14 @@
-"""The only framework-specific knobs: device choice, float32 precision, denormals, compile."""
+"""The framework-specific knobs (docs/design.md#runtime): device choice, float32 precision,
+denormals, the generator."""
 
 from __future__ import annotations
 
 import ctypes
-from collections.abc import Callable
-from typing import Any
 
-import numpy as np
 import torch
 from mbdpo_core.errors import ConfigError
 
-DEVICE_CHOICES = ("auto", "cpu", "cuda", "cuda:N")
+_DEVICE_CHOICES = ("auto", "cpu", "cuda", "cuda:N")
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -32,7 +30,7 @@ def resolve_device(name: str = "auto") -> torch.device:
                 f"device={name!r} but only {torch.cuda.device_count()} CUDA device(s) exist."
             )
         return torch.device(name)
-    raise ConfigError(f"Invalid device={name!r}. Valid choices: {', '.join(DEVICE_CHOICES)}.")
+    raise ConfigError(f"Invalid device={name!r}. Valid choices: {', '.join(_DEVICE_CHOICES)}.")
 
 
 def configure(device: torch.device) -> None:
@@ -40,7 +38,7 @@ def configure(device: torch.device) -> None:
     memory for reuse (_keep_freed_memory).
 
     Trained weights produce many denormal floats in the planner, which slow x86 CPUs several
-    fold (ARCHITECTURE.md); flushing them to zero changes results by < 1e-38.
+    fold; flushing them to zero changes results by < 1e-38.
     """
     torch.set_float32_matmul_precision("highest")
     torch.backends.cuda.matmul.allow_tf32 = False
@@ -69,23 +67,14 @@ def _keep_freed_memory() -> None:
     mallopt(m_trim_threshold, 256 << 20)
 
 
-def maybe_compile(fn: Callable[..., Any], enabled: bool) -> Callable[..., Any]:
-    """torch.compile `fn` when enabled (cfg.compile), else return it unchanged."""
-    return torch.compile(fn, dynamic=False) if enabled else fn
-
-
-def make_generator(seed: int, device: torch.device) -> torch.Generator:
-    """A torch.Generator on `device` seeded from the config seed (the agent's only RNG)."""
-    gen = torch.Generator(device=device)
+def make_rng(seed: int, device: torch.device | None = None) -> torch.Generator:
+    """A torch.Generator on `device` (cpu when None) seeded from the config seed (the agent's
+    only RNG)."""
+    gen = torch.Generator(device=device or "cpu")
     gen.manual_seed(int(seed))
     return gen
 
 
-def to_tensor(x: Any, device: torch.device, dtype: torch.dtype | None = None) -> torch.Tensor:
-    """numpy / scalar / tensor -> tensor on device (float arrays become float32)."""
-    if isinstance(x, torch.Tensor):
-        return x.to(device=device, dtype=dtype) if dtype else x.to(device)
-    arr = np.asarray(x)
-    if dtype is None and arr.dtype.kind == "f":
-        dtype = torch.float32
-    return torch.as_tensor(arr, dtype=dtype, device=device)
+def gpu_available() -> bool:
+    """Whether torch sees a CUDA device (decides preset=auto)."""
+    return torch.cuda.is_available()

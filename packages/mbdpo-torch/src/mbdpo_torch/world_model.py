@@ -1,183 +1,133 @@
-"""The MBDPO latent world model (ALGORITHM.md "World model", spec "World model functions").
+"""The MBDPO latent world model (docs/method.md#world-model).
 
 Every head of TD-MPC2 plus the energy head F and the score network. `named_parameters()` yields
-exactly the canonical names of mbdpo_core.params (weights [in, out]), including the target
-ensemble `target_q.*` (kept with requires_grad=False and updated by Polyak averaging).
+the canonical names of mbdpo_core.params (weights [in, out]) behind the prefix `nets.` (one
+ModuleDict keyed by canonical module name), including the target ensemble `target_q.*`
+(requires_grad=False, Polyak-averaged by update.polyak).
+
+Shapes: Z latent, A action, O observation, E task embedding, Kb bins, Nq Q members, M mlp
+width, H horizon. `task` is an int tensor broadcastable to the latent's leading dims, or None
+(single-task).
 """
 
 from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from mbdpo_core.config.schema import Config
-from mbdpo_core.params import action_masks, conv_layers, module_layers
+from mbdpo_core.params import action_masks, module_layers
 from torch import nn
 
-from .layers import (
-    Linear,
-    ensemble_forward,
-    ensemble_ln_mish,
-    linear,
-    make_mlp,
-    mlp_forward,
-    normed_act,
-    simnorm,
-)
+from .fused import ensemble_forward
+from .layers import MLP, ConvEncoder, TaskEmbedding
 from .math import time_embedding
 
-HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
-
-
-class TaskEmbedding(nn.Module):
-    """Task embedding table: weight [M, task_dim]; rows are max-norm 1 on lookup."""
-
-    def __init__(self, n_tasks: int, dim: int) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.zeros(n_tasks, dim))
-
-    def forward(self, task: torch.Tensor) -> torch.Tensor:
-        """Functional max_norm=1 (the weight is not modified). Shapes: task [...] -> [..., E]."""
-        e = self.weight[task]
-        return e * torch.clamp(1.0 / (e.norm(dim=-1, keepdim=True) + 1e-7), max=1.0)
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
 class WorldModel(nn.Module):
-    """encode / next / reward / termination / pi / Q / F / score (mbdpo_core.protocols).
-
-    `task` is an int tensor broadcastable to the leading dims of the latent, or None
-    (single-task). Shapes use Z latent, A action, K num_bins, Nq members, H horizon.
-    """
+    """encode / next / reward / termination / pi / Q / F / score (mbdpo_core.protocols)."""
 
     def __init__(self, cfg: Config) -> None:
         super().__init__()
         self.cfg = cfg
-        layers = module_layers(cfg)
-        if cfg.obs == "rgb":
-            self.encoder = nn.ModuleList(Linear(layer) for layer in conv_layers(cfg))
-        else:
-            self.encoder = make_mlp(layers["encoder"])
-        self.dynamics = make_mlp(layers["dynamics"])
-        self.reward_net = make_mlp(layers["reward"])
-        self.termination_net = make_mlp(layers["termination"]) if cfg.episodic else None
-        self.pi_net = make_mlp(layers["pi"])
-        self.energy = make_mlp(layers["energy"])
-        self.q = make_mlp(layers["q"], (cfg.num_q,))
-        self.score_net = make_mlp(layers["score"])
-        self.target_q = make_mlp(layers["q"], (cfg.num_q,))
-        self.target_q.requires_grad_(False)
-        self.task_emb = TaskEmbedding(cfg.n_tasks, cfg.task_dim) if cfg.multitask else None
-        self.register_buffer("action_masks", torch.from_numpy(action_masks(cfg)), persistent=False)
+        layers, nets = module_layers(cfg), {}
+        for name, module in layers.items():  # termination only when episodic
+            if name == "encoder" and cfg.obs == "rgb":
+                nets[name] = ConvEncoder(module, cfg.simnorm_dim)
+            else:
+                nets[name] = MLP(module, (cfg.num_q,) if name == "q" else (), cfg.simnorm_dim)
+        if cfg.multitask:
+            nets["task_emb"] = TaskEmbedding(cfg.n_tasks, cfg.task_dim)
+        nets["target_q"] = MLP(layers["q"], (cfg.num_q,)).requires_grad_(False)
+        self.nets = nn.ModuleDict(nets)
+        self.register_buffer("masks", torch.from_numpy(action_masks(cfg)), persistent=False)
 
-    # canonical module name -> attribute (attributes avoid clashing with the method names)
-    MODULES = {
-        "encoder": "encoder",
-        "dynamics": "dynamics",
-        "reward": "reward_net",
-        "termination": "termination_net",
-        "pi": "pi_net",
-        "energy": "energy",
-        "q": "q",
-        "score": "score_net",
-        "target_q": "target_q",
-        "task_emb": "task_emb",
-    }
+    def _canonical_parameters(self) -> dict[str, nn.Parameter]:
+        """Canonical name -> parameter (names as in mbdpo_core.params)."""
+        return {name.removeprefix("nets."): p for name, p in self.named_parameters()}
 
-    def canonical_parameters(self) -> dict[str, nn.Parameter]:
-        """Canonical name -> parameter (a 1:1 map, names as in mbdpo_core.params)."""
-        attr_to_name = {attr: name for name, attr in self.MODULES.items()}
-        out = {}
-        for name, p in self.named_parameters():
-            head, rest = name.split(".", 1)
-            out[f"{attr_to_name[head]}.{rest}"] = p
-        return out
-
-    # ----- inputs -------------------------------------------------------------------------
-    def cat(self, x: torch.Tensor, task: torch.Tensor | None, *rest: torch.Tensor) -> torch.Tensor:
+    def _inputs(
+        self, x: torch.Tensor, task: torch.Tensor | None, *rest: torch.Tensor
+    ) -> torch.Tensor:
         """[x, e, *rest] along the last axis; e broadcast to x's leading dims."""
-        if task is None or self.task_emb is None:
+        if task is None or "task_emb" not in self.nets:
             return torch.cat([x, *rest], dim=-1)
-        e = self.task_emb(task)
-        e = e.expand(*x.shape[:-1], e.shape[-1])
-        return torch.cat([x, e, *rest], dim=-1)
+        e = self.nets["task_emb"](task)
+        return torch.cat([x, e.expand(*x.shape[:-1], e.shape[-1]), *rest], dim=-1)
 
-    def mask(self, task: torch.Tensor | None) -> torch.Tensor | None:
-        """Action mask of the task [..., A], or None single-task."""
-        return None if task is None or not self.cfg.multitask else self.action_masks[task]
+    def action_mask(self, task: torch.Tensor | None) -> torch.Tensor:
+        """Action mask of the task(s): [..., A] (ones [A] single-task or task None)."""
+        if task is None or not self.cfg.multitask:
+            return torch.ones(self.cfg.action_dim, device=self.masks.device)
+        return self.masks[task]
 
-    # ----- heads --------------------------------------------------------------------------
     def encode(self, obs: torch.Tensor, task: torch.Tensor | None) -> torch.Tensor:
-        """obs [..., O] (or [..., 9, 64, 64] rgb) -> z [..., Z]."""
+        """Shapes: obs [..., O] (rgb: [..., 9, 64, 64] uint8) -> z [..., Z]."""
         if self.cfg.obs == "rgb":
-            return self._encode_rgb(obs)
-        return mlp_forward(self.encoder, self.cat(obs, task), "simnorm", self.cfg.simnorm_dim)
-
-    def _encode_rgb(self, obs: torch.Tensor) -> torch.Tensor:
-        lead = obs.shape[:-3]
-        x = obs.reshape(-1, *obs.shape[-3:]).float() / 255.0 - 0.5
-        for i, (conv, layer) in enumerate(zip(self.encoder, conv_layers(self.cfg), strict=True)):
-            x = F.conv2d(x, conv.weight.permute(3, 2, 0, 1), conv.bias, stride=layer.stride)
-            if i < len(self.encoder) - 1:
-                x = F.relu(x)
-        x = x.permute(0, 2, 3, 1).reshape(*lead, -1)
-        return simnorm(x, self.cfg.simnorm_dim)
+            return self.nets["encoder"](obs)
+        return self.nets["encoder"](self._inputs(obs, task))
 
     def next(self, z: torch.Tensor, a: torch.Tensor, task: torch.Tensor | None) -> torch.Tensor:
         """Latent dynamics. Shapes: z [..., Z], a [..., A] -> [..., Z]."""
-        return mlp_forward(self.dynamics, self.cat(z, task, a), "simnorm", self.cfg.simnorm_dim)
+        return self.nets["dynamics"](self._inputs(z, task, a))
 
     def reward(self, z: torch.Tensor, a: torch.Tensor, task: torch.Tensor | None) -> torch.Tensor:
-        """Reward logits. Shapes: z [..., Z], a [..., A] -> [..., K]."""
-        return mlp_forward(self.reward_net, self.cat(z, task, a))
+        """Reward logits. Shapes: z [..., Z], a [..., A] -> [..., Kb]."""
+        return self.nets["reward"](self._inputs(z, task, a))
 
     def termination(self, z: torch.Tensor, task: torch.Tensor | None) -> torch.Tensor:
         """Termination logit (episodic only). Shapes: z [..., Z] -> [..., 1]."""
-        if self.termination_net is None:
+        if "termination" not in self.nets:
             raise RuntimeError("termination() needs episodic=true (no termination head built).")
-        return mlp_forward(self.termination_net, self.cat(z, task))
+        return self.nets["termination"](self._inputs(z, task))
 
     def F(self, z: torch.Tensor, a: torch.Tensor, task: torch.Tensor | None) -> torch.Tensor:
-        """Energy logit. Shapes: z [..., Z], a [..., A] -> [..., 1]."""
-        return mlp_forward(self.energy, self.cat(z, task, a))
+        """Energy logit (docs/method.md#energy-head). Shapes: z [..., Z], a [..., A] -> [..., 1]."""
+        return self.nets["energy"](self._inputs(z, task, a))
 
     def score(
         self, z: torch.Tensor, x: torch.Tensor, tau: torch.Tensor | int, task: torch.Tensor | None
     ) -> torch.Tensor:
-        """Score network. Shapes: z [..., Z], x [..., H, A], tau [] or [...] -> [..., H, A]."""
+        """Score network (docs/method.md#score-network).
+
+        Shapes: z [..., Z], x [..., H, A], tau [] or [...] -> [..., H, A].
+        """
         lead = z.shape[:-1]
-        tau = torch.as_tensor(tau, device=z.device)
-        temb = time_embedding(tau, self.cfg.diffusion_time_embed_dim)
+        temb = time_embedding(
+            torch.as_tensor(tau, device=z.device), self.cfg.diffusion_time_embed_dim
+        )
         temb = temb.expand(*lead, temb.shape[-1])
-        x_flat = x.reshape(*lead, -1)
-        out = mlp_forward(self.score_net, self.cat(z, task, x_flat, temb))
+        out = self.nets["score"](self._inputs(z, task, x.reshape(*lead, -1), temb))
         return out.reshape(x.shape)
 
-    def pi_dist(
-        self, z: torch.Tensor, task: torch.Tensor | None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Pre-squash mean and log-std. Shapes: z [..., Z] -> ([..., A], [..., A])."""
-        mean, raw = mlp_forward(self.pi_net, self.cat(z, task)).chunk(2, dim=-1)
+    def _pi_squash(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The policy head's output -> pre-squash mean and log-std in (log_std_min, log_std_max).
+
+        Shapes: out [..., 2A] -> ([..., A], [..., A]).
+        """
+        mean, raw = out.chunk(2, dim=-1)
         lo, hi = self.cfg.log_std_min, self.cfg.log_std_max
         return mean, lo + 0.5 * (hi - lo) * (torch.tanh(raw) + 1.0)
 
-    def pi_sample(
+    def _pi_sample(
         self,
         mean: torch.Tensor,
         log_std: torch.Tensor,
         eps: torch.Tensor,
         task: torch.Tensor | None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Tanh-squashed Gaussian sample from (mean, log_std) with noise eps (spec "pi")."""
+        """Tanh-squashed Gaussian sample from (mean, log_std) with noise eps; see pi."""
         A = self.cfg.action_dim
-        mask = self.mask(task)
-        if mask is not None:
+        if task is None or not self.cfg.multitask:
+            n: torch.Tensor | float = float(A)
+        else:
+            mask = self.masks[task]
             mean, log_std, eps = mean * mask, log_std * mask, eps * mask
             n = mask.sum(-1, keepdim=True)
-        else:
-            n = float(A)
-        lp_gauss = (-0.5 * eps.square() - log_std).sum(-1, keepdim=True) - HALF_LOG_2PI * A
+        lp_gauss = (-0.5 * eps.square() - log_std).sum(-1, keepdim=True) - _HALF_LOG_2PI * A
         action = torch.tanh(mean + eps * torch.exp(log_std))
         lp = lp_gauss - torch.log(F.relu(1.0 - action.square()) + 1e-6).sum(-1, keepdim=True)
         info = {
@@ -191,9 +141,14 @@ class WorldModel(nn.Module):
     def pi(
         self, z: torch.Tensor, task: torch.Tensor | None, eps: torch.Tensor
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Policy prior. Shapes: z [..., Z], eps [..., A] -> (action [..., A], info)."""
-        mean, log_std = self.pi_dist(z, task)
-        return self.pi_sample(mean, log_std, eps, task)
+        """Policy prior sampled with standard-normal eps (masked per task).
+
+        Returns (action, info) with info mean (tanh of the mean), log_std, entropy (-log p) and
+        scaled_entropy. Shapes: z [..., Z], eps [..., A] (leading dims broadcast) ->
+        action [..., A]; info mean/log_std [..., A], entropy/scaled_entropy [..., 1].
+        """
+        mean, log_std = self._pi_squash(self.nets["pi"](self._inputs(z, task)))
+        return self._pi_sample(mean, log_std, eps, task)
 
     def Q(
         self,
@@ -205,67 +160,12 @@ class WorldModel(nn.Module):
         members: torch.Tensor | None = None,
         detach: bool = False,
     ) -> torch.Tensor:
-        """Q logits of every member (or of `members` [n]). Shapes: -> [Nq or n, ..., K].
+        """Q logits of every member, or of `members` [n] only.
 
         keep: dropout keep masks [n, ..., M] of layer 0 (training), None = no dropout.
         detach: parameters as constants (the policy objective).
+        Shapes: z [..., Z], a [..., A] -> [Nq or n, ..., Kb].
         """
-        ens = self.target_q if target else self.q
-        return ensemble_forward(ens, self.cat(z, task, a), members, keep, self.cfg.dropout, detach)
-
-    # ----- fused forms (the same numbers as the heads above, fewer / wider matmuls) ---------
-    def energy_z_part(self, z: torch.Tensor, task: torch.Tensor | None) -> torch.Tensor:
-        """The [z, e] part of F's first layer plus its bias. Shapes: z [..., Z] -> [..., M]."""
-        zin = self.cat(z, task)
-        layer = self.energy[0]
-        return linear(zin, layer.weight[: zin.shape[-1]], layer.bias)
-
-    def energy_from(self, hz: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-        """F(z, a) from energy_z_part(z) and the actions.
-
-        Shapes: hz [..., M], a [..., A] (leading dims broadcast) -> [..., 1].
-        """
-        layer = self.energy[0]
-        A = a.shape[-1]
-        h = hz + (a.reshape(-1, A) @ layer.weight[-A:]).reshape(*a.shape[:-1], hz.shape[-1])
-        h = normed_act(h, layer.ln, "mish")
-        return mlp_forward(self.energy[1:], h)
-
-    def reward_and_Q(
-        self,
-        z: torch.Tensor,
-        a: torch.Tensor,
-        task: torch.Tensor | None,
-        keep: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(reward(z, a), Q(z, a, keep=keep)) with both first layers as one matmul.
-
-        Shapes: z [..., Z], a [..., A], keep [Nq, ..., M] -> ([..., K], [Nq, ..., K]).
-        """
-        x = self.cat(z, task, a)
-        lead, M, Nq = x.shape[:-1], self.cfg.mlp_dim, self.cfg.num_q
-        r0, q0 = self.reward_net[0], self.q[0]
-        w = torch.cat([r0.weight, q0.weight.permute(1, 0, 2).reshape(x.shape[-1], Nq * M)], 1)
-        b = torch.cat([r0.bias, q0.bias.reshape(-1)])
-        h = linear(x, w, b).reshape(-1, (Nq + 1) * M)
-        h_r = normed_act(h[:, :M], r0.ln, "mish")
-        r = mlp_forward(self.reward_net[1:], h_r).reshape(*lead, -1)
-        h_q = h[:, M:].reshape(-1, Nq, M).transpose(0, 1)
-        if keep is not None:
-            h_q = h_q * keep.reshape(Nq, -1, M) * (1.0 / (1.0 - self.cfg.dropout))
-        h_q = ensemble_ln_mish(h_q, q0.ln.weight, q0.ln.bias)
-        q = ensemble_forward(self.q[1:], h_q, stacked=True)
-        return r, q.reshape(Nq, *lead, -1)
-
-    @torch.no_grad()
-    def polyak(self, tau: float) -> None:
-        """target_q <- target_q + tau (q - target_q)."""
-        for online, target in zip(self.q.parameters(), self.target_q.parameters(), strict=True):
-            target.lerp_(online, tau)
-
-
-def as_task(
-    task: int | np.ndarray | torch.Tensor | None, device: torch.device
-) -> torch.Tensor | None:
-    """Task ids as a long tensor on device (None stays None)."""
-    return None if task is None else torch.as_tensor(np.asarray(task), device=device).long()
+        ens = self.nets["target_q" if target else "q"]
+        x = self._inputs(z, task, a)
+        return ensemble_forward(ens, x, members, keep, self.cfg.dropout, detach)

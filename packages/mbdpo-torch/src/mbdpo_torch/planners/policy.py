@@ -1,4 +1,4 @@
-"""The policy-prior planner (spec "Policy planner"): no search, the prior's action."""
+"""The policy-prior planner (docs/method.md#policy-planner): no search, the prior's action."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import torch
 from mbdpo_core.noise import PolicyNoise
 
 from ..world_model import WorldModel
-from .value import action_mask
+from .common import action_mask
 
 
 @torch.no_grad()
@@ -19,13 +19,13 @@ def plan(
     task: torch.Tensor | None,
     noise: PolicyNoise,
     energy_stats: torch.Tensor,
-    fast: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Eval: the squashed mean (masked); training: a sample with noise.action_eps [A].
 
+    t0 and energy_stats are unused (one signature for every planner).
     Shapes: z [1, Z], prev_plan [H, A] -> (action [A], prev_plan unchanged).
     """
     action, info = model.pi(z, task, noise.action_eps[None])
     if eval_mode:
-        return info["mean"][0] * action_mask(model, task, z.device), prev_plan
+        return info["mean"][0] * action_mask(model, task), prev_plan
     return action[0], prev_plan

@@ -1,0 +1,251 @@
+"""Fused CPU kernels of planning and the update (torch only, declared in the mirror test).
+
+Exact rewrites of the world model's heads (no approximation), valid for any number of hidden
+layers (docs/design.md#mirrored-backends); the numpy oracle (mbdpo_core.reference) is the
+straightforward reading the tests compare them with:
+- an ensemble's first layer on a shared input is one wide matmul [in, n M], the other layers
+  one batched matmul over the members (`ensemble_forward`);
+- planning (`PlanningHeads`): the dynamics, reward and energy heads read the same [z, e, a]:
+  their first layers are one matmul [Z+E+A, 3M] and each hidden layer one batched matmul over
+  the three heads; every candidate starts from the observation's latent z0, so the [z0, e]
+  part of those first layers is computed once per act; the bootstrap evaluates only the two
+  Q members of the pair, whose [z, e] parts share one matmul with the policy's first layer;
+- the update: the reward and Q first layers are one matmul (`reward_and_q`), and F's [z, e]
+  part is computed once for the positive, the candidates and the negative
+  (`energy_latent_part`, `energy_from_part`).
+
+Shapes: N rows (candidates), Z latent, E task embedding, A action, M hidden width, Nq Q
+members, Kb bins, H horizon.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import torch
+from mbdpo_core.noise import ValueNoise
+
+from .math import layer_norm, mish, simnorm, two_hot_inv
+from .value import discount, shaped_reward
+
+if TYPE_CHECKING:
+    from .layers import Linear
+    from .world_model import WorldModel
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """x @ W + b as one 2-D GEMM. Shapes: x [..., in], W [in, out], b [out] -> [..., out]."""
+    flat = x.reshape(-1, x.shape[-1])
+    return torch.addmm(bias, flat, weight).reshape(*x.shape[:-1], weight.shape[-1])
+
+
+def run_layers(layers: Sequence[Linear], x: torch.Tensor, simnorm_dim: int = 8) -> torch.Tensor:
+    """An MLP's layers from any position on: NormedLinear + Mish, the last one a plain Linear or
+    NormedLinear + SimNorm. Shapes: x [..., in] -> [..., out]."""
+    n = len(layers)
+    for i, layer in enumerate(layers):
+        x = linear(x, layer.weight, layer.bias)
+        if layer.ln is not None:
+            x = layer_norm(x, layer.ln.weight, layer.ln.bias)
+            x = mish(x) if i < n - 1 else simnorm(x, simnorm_dim)
+    return x
+
+
+def ensemble_ln_mish(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """Per-member LayerNorm + Mish. Shapes: h [n, N, M], weight/bias [n, M] -> [n, N, M]."""
+    return mish(layer_norm(h, weight[:, None], bias[:, None]))
+
+
+def ensemble_forward(
+    layers: Sequence[Linear],
+    x: torch.Tensor,
+    members: torch.Tensor | None = None,
+    keep: torch.Tensor | None = None,
+    dropout: float = 0.0,
+    detach: bool = False,
+    stacked: bool = False,
+) -> torch.Tensor:
+    """Stacked ensemble members (weights [Nq, in, out]) on one input.
+
+    Args:
+        layers: the ensemble's layers from any position on.
+        x: input shared by the members [..., in], or per member [n, N, in] when stacked.
+        members: indices of the members to evaluate [n] (None = all Nq).
+        keep: dropout keep masks of the first layer [n, ..., M] (None = no dropout).
+        dropout: the rate (kept activations are divided by 1 - dropout).
+        detach: the parameters as constants (the gradient reaches only x).
+        stacked: x is already per member.
+
+    Shapes: -> [n, ..., out] ([n, N, out] when stacked).
+    """
+    lead = x.shape[1:-1] if stacked else x.shape[:-1]
+    h = x if stacked else x.reshape(-1, x.shape[-1])
+    for i, layer in enumerate(layers):
+        w, b = layer.weight, layer.bias
+        ln = (layer.ln.weight, layer.ln.bias) if layer.ln is not None else None
+        if members is not None:
+            w, b = w[members], b[members]
+            ln = (ln[0][members], ln[1][members]) if ln is not None else None
+        if detach:
+            w, b = w.detach(), b.detach()
+            ln = (ln[0].detach(), ln[1].detach()) if ln is not None else None
+        n, d_in, d_out = w.shape
+        if i == 0 and not stacked:  # one wide GEMM [N, in] x [in, n out] for the shared input
+            h = (h @ w.permute(1, 0, 2).reshape(d_in, n * d_out)).view(-1, n, d_out)
+            h = h.transpose(0, 1) + b[:, None]
+            if keep is not None:
+                h = h * keep.reshape(n, -1, d_out) * (1.0 / (1.0 - dropout))
+        else:
+            h = torch.baddbmm(b[:, None], h, w)
+        if i < len(layers) - 1:
+            h = ensemble_ln_mish(h, *ln)
+    return h.reshape(h.shape[0], *lead, h.shape[-1])
+
+
+class PlanningHeads:
+    """The value estimate from one latent z0, with the per-act work done once.
+
+    Built once per act (the weights are fixed while planning); `value` is
+    value.value_estimate(model, z0, ...). The dynamics, reward and energy heads must have the
+    same hidden widths (as mbdpo_core.params.module_layers builds them).
+    """
+
+    def __init__(
+        self,
+        model: WorldModel,
+        z0: torch.Tensor,
+        task: torch.Tensor | None,
+        energy_stats: torch.Tensor,
+    ) -> None:
+        """Shapes: z0 [1, Z], task [1] or None, energy_stats [2]."""
+        self.model, self.task, self.stats, self.z0 = model, task, energy_stats, z0
+        nets = [model.nets[name] for name in ("dynamics", "reward", "energy")]
+        hidden = [[layer.weight.shape[-1] for layer in net][:-1] for net in nets]
+        if hidden[1:] != hidden[:-1] or not hidden[0]:
+            raise ValueError(f"dynamics, reward and energy need equal hidden widths: {hidden}")
+        Z = z0.shape[-1]
+        zin = model._inputs(z0, task)  # [1, Z+E]
+        d_in = zin.shape[-1]
+        w0 = torch.cat([net[0].weight for net in nets], dim=1)  # [Z+E+A, 3M]
+        b0 = torch.cat([net[0].bias for net in nets])
+        self.w0_z, self.w0_a = w0[:Z], w0[d_in:]
+        self.c0 = torch.addmm(b0, zin, w0[:d_in])  # [1, 3M]: the first step's shared part
+        self.c_e = b0 if d_in == Z else torch.addmm(b0, zin[:, Z:], w0[Z:d_in])
+        self.ln0 = (  # [3, M] each
+            torch.stack([net[0].ln.weight for net in nets]),
+            torch.stack([net[0].ln.bias for net in nets]),
+        )
+        self.hidden = [  # (W [3, M, M'], b [3, 1, M'], ln weight [3, M'], ln bias [3, M'])
+            (
+                torch.stack([net[i].weight for net in nets]),
+                torch.stack([net[i].bias for net in nets])[:, None],
+                torch.stack([net[i].ln.weight for net in nets]),
+                torch.stack([net[i].ln.bias for net in nets]),
+            )
+            for i in range(1, len(nets[0]) - 1)
+        ]
+        self.last = [net[len(net) - 1] for net in nets]
+        self.gamma = discount(model, task)
+
+    def _step(
+        self, z: torch.Tensor | None, a: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Reward logits [N, Kb], F logit [N, 1] and next latent [N, Z] of (z, a); z None = z0."""
+        base = self.c0 if z is None else torch.addmm(self.c_e, z, self.w0_z)
+        h = torch.addmm(base, a, self.w0_a)  # [N, 3M]
+        h = mish(layer_norm(h.view(h.shape[0], 3, -1), *self.ln0)).transpose(0, 1)  # [3, N, M]
+        for w, b, lw, lb in self.hidden:
+            h = ensemble_ln_mish(torch.baddbmm(b, h, w), lw, lb)
+        dyn, rew, en = self.last
+        z_next = run_layers([dyn], h[0], self.model.cfg.simnorm_dim)
+        return run_layers([rew], h[1]), run_layers([en], h[2]), z_next
+
+    def _bootstrap(self, z: torch.Tensor, noise: ValueNoise) -> torch.Tensor:
+        """Mean decoded Q of the pair at a policy action. Shapes: z [N, Z] -> [N, 1]."""
+        model, pi, q, pair = self.model, self.model.nets["pi"], self.model.nets["q"], noise.q_pair
+        zin = model._inputs(z, self.task)
+        d_in, M_pi = zin.shape[-1], pi[0].weight.shape[-1]
+        wq0 = q[0].weight[pair]  # [2, Z+E+A, M]
+        M_q = wq0.shape[-1]
+        w = torch.cat([pi[0].weight, wq0[0, :d_in], wq0[1, :d_in]], dim=1)  # [Z+E, M + 2M]
+        h = torch.addmm(torch.cat([pi[0].bias, q[0].bias[pair].reshape(-1)]), zin, w)
+        h_pi = mish(layer_norm(h[:, :M_pi], pi[0].ln.weight, pi[0].ln.bias))
+        out = run_layers(list(pi)[1:], h_pi)
+        a_H, _ = model._pi_sample(*model._pi_squash(out), noise.pi_eps, self.task)
+        wa = wq0[:, d_in:].permute(1, 0, 2).reshape(a_H.shape[-1], 2 * M_q)  # [A, 2M]
+        hq = torch.addmm(h[:, M_pi:], a_H, wa).view(-1, 2, M_q).transpose(0, 1)  # [2, N, M]
+        hq = ensemble_ln_mish(hq, q[0].ln.weight[pair], q[0].ln.bias[pair])
+        logits = ensemble_forward(list(q)[1:], hq, members=pair, stacked=True)
+        return two_hot_inv(logits, model.cfg).mean(0)
+
+    def value(self, actions: torch.Tensor, noise: ValueNoise) -> torch.Tensor:
+        """H-step shaped return from z0, bootstrapped with the pair's mean Q.
+
+        Shapes: actions [N, H, A], noise.pi_eps [N, A], noise.q_pair [2] -> [N, 1].
+        """
+        cfg = self.model.cfg
+        N = actions.shape[0]
+        G = torch.zeros(N, 1, device=actions.device)
+        term = torch.zeros(N, 1, device=actions.device)
+        disc: torch.Tensor | float = 1.0
+        z = None
+        for t in range(actions.shape[1]):
+            r_logits, f_logit, z = self._step(z, actions[:, t])
+            G = G + disc * (1.0 - term) * shaped_reward(r_logits, f_logit, self.stats, cfg)
+            disc = disc * self.gamma
+            if cfg.episodic:
+                done = (torch.sigmoid(self.model.termination(z, self.task)) > 0.5).float()
+                term = torch.clamp(term + done, max=1.0)
+        if z is None:  # horizon 0: bootstrap at z0
+            z = self.z0.expand(N, self.z0.shape[-1])
+        return G + disc * (1.0 - term) * self._bootstrap(z, noise)
+
+
+def reward_and_q(
+    model: WorldModel,
+    z: torch.Tensor,
+    a: torch.Tensor,
+    task: torch.Tensor | None,
+    keep: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(model.reward(z, a), model.Q(z, a, keep=keep)) with both first layers as one matmul.
+
+    Shapes: z [..., Z], a [..., A], keep [Nq, ..., M] -> ([..., Kb], [Nq, ..., Kb]).
+    """
+    x = model._inputs(z, task, a)
+    lead = x.shape[:-1]
+    r0, q0 = model.nets["reward"][0], model.nets["q"][0]
+    Nq, d_in, M_q = q0.weight.shape
+    M_r = r0.weight.shape[-1]
+    w = torch.cat([r0.weight, q0.weight.permute(1, 0, 2).reshape(d_in, Nq * M_q)], dim=1)
+    h = linear(x, w, torch.cat([r0.bias, q0.bias.reshape(-1)])).reshape(-1, M_r + Nq * M_q)
+    h_r = mish(layer_norm(h[:, :M_r], r0.ln.weight, r0.ln.bias))
+    r = run_layers(list(model.nets["reward"])[1:], h_r).reshape(*lead, -1)
+    h_q = h[:, M_r:].reshape(-1, Nq, M_q).transpose(0, 1)
+    if keep is not None:
+        h_q = h_q * keep.reshape(Nq, -1, M_q) * (1.0 / (1.0 - model.cfg.dropout))
+    h_q = ensemble_ln_mish(h_q, q0.ln.weight, q0.ln.bias)
+    q = ensemble_forward(list(model.nets["q"])[1:], h_q, stacked=True)
+    return r, q.reshape(Nq, *lead, -1)
+
+
+def energy_latent_part(
+    model: WorldModel, z: torch.Tensor, task: torch.Tensor | None
+) -> torch.Tensor:
+    """The [z, e] part of F's first layer plus its bias. Shapes: z [..., Z] -> [..., M]."""
+    zin = model._inputs(z, task)
+    layer = model.nets["energy"][0]
+    return linear(zin, layer.weight[: zin.shape[-1]], layer.bias)
+
+
+def energy_from_part(model: WorldModel, hz: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    """model.F(z, a) from energy_latent_part(z) and the actions.
+
+    Shapes: hz [..., M], a [..., A] (leading dims broadcast) -> [..., 1].
+    """
+    layer = model.nets["energy"][0]
+    A = a.shape[-1]
+    h = hz + (a.reshape(-1, A) @ layer.weight[-A:]).reshape(*a.shape[:-1], hz.shape[-1])
+    h = mish(layer_norm(h, layer.ln.weight, layer.ln.bias))
+    return run_layers(list(model.nets["energy"])[1:], h)
