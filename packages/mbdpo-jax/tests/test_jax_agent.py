@@ -1,5 +1,7 @@
 """Agent: one compile per shape, the optimizer step against a numpy Adam, state_dict naming,
-checkpoint save/load equality and checked imports."""
+AgentState round trips, checkpoint save/load equality and checked imports."""
+
+from dataclasses import replace
 
 import jax
 import numpy as np
@@ -7,10 +9,10 @@ import pytest
 from mbdpo_core.batch import Batch
 from mbdpo_core.config.load import load_config
 from mbdpo_core.errors import CheckpointError
-from mbdpo_core.noise import draw_update_noise
+from mbdpo_core.noise import draw_numpy
 from mbdpo_core.params import param_shapes
 from mbdpo_jax import Agent
-from mbdpo_jax.agent import TRACE_COUNTS
+from mbdpo_jax import agent as agent_module
 
 
 def random_batch(cfg, rng):
@@ -23,12 +25,17 @@ def random_batch(cfg, rng):
     )
 
 
+def _compiled() -> dict[str, int]:
+    """Programs in the in-memory caches of the jitted act and update (one per config/shape)."""
+    return {"act": agent_module._act._cache_size(), "update": agent_module._train._cache_size()}
+
+
 @pytest.fixture(scope="module")
 def trained(tiny):
     """An agent after a few updates and acts (module-scoped: compiled once)."""
     cfg = load_config([*tiny, "num_bins=21"])
     agent = Agent(cfg)
-    agent.traces_before = dict(TRACE_COUNTS)
+    agent.compiled_before = _compiled()
     rng = np.random.default_rng(0)
     for i in range(3):
         agent.act(rng.standard_normal(cfg.obs_shape).astype(np.float32), i == 0, False)
@@ -40,14 +47,14 @@ def test_act_and_update_compile_once(trained):
     cfg, rng = trained.cfg, np.random.default_rng(1)
 
     def traced(name):
-        return TRACE_COUNTS[name] - trained.traces_before.get(name, 0)
+        return _compiled()[name] - trained.compiled_before[name]
 
     assert traced("act") == 1 and traced("update") == 1
     for t0, eval_mode in ((True, True), (False, False), (False, True)):
         action = trained.act(rng.standard_normal(cfg.obs_shape).astype(np.float32), t0, eval_mode)
         assert action.shape == (cfg.action_dim,) and np.all(np.abs(action) <= 1.0)
     metrics = trained.update(random_batch(cfg, rng))
-    Agent(cfg, seed=9).act(np.zeros(cfg.obs_shape, np.float32), True, True)  # shared
+    Agent(replace(cfg, seed=9)).act(np.zeros(cfg.obs_shape, np.float32), True, True)  # shared
     assert traced("act") == 1 and traced("update") == 1
     assert all(isinstance(v, float) and np.isfinite(v) for v in metrics.values())
 
@@ -63,7 +70,7 @@ def test_update_equals_numpy_clip_adam_polyak(trained):
     """Parameters after update_with_noise == numpy clip + Adam (encoder lr scaled) + Polyak,
     applied to the gradients that grads_with_noise reports."""
     cfg, rng = trained.cfg, np.random.default_rng(2)
-    batch, noise = random_batch(cfg, rng), draw_update_noise(cfg, rng)
+    batch, noise = random_batch(cfg, rng), draw_numpy("update", cfg, rng)
     before, _ = trained.state_dict()
     grads = trained.grads_with_noise(batch, noise)
     assert set(grads) == {k for k in param_shapes(cfg) if not k.startswith("target_q.")}
@@ -105,12 +112,13 @@ def test_state_dict_naming(trained):
 def test_checkpoint_roundtrip_gives_identical_state_and_actions(trained, tmp_path):
     cfg, rng = trained.cfg, np.random.default_rng(3)
     trained.save(tmp_path / "ckpt", extra={"loop": {"step": 7}})
-    other = Agent(cfg, seed=123)
+    other = Agent(replace(cfg, seed=123))
     meta = other.load(tmp_path / "ckpt")
     assert meta["loop"] == {"step": 7}
     a1, m1 = trained.state_dict()
     a2, m2 = other.state_dict()
-    assert set(a1) == set(a2) and m1 == m2
+    assert set(a1) == set(a2)
+    assert {**m1, "config": None} == {**m2, "config": None}  # the configs differ in the seed
     for k in a1:
         np.testing.assert_array_equal(a1[k], a2[k], err_msg=k)
     obs = rng.standard_normal(cfg.obs_shape).astype(np.float32)
@@ -135,8 +143,34 @@ def test_import_params_reports_every_mismatch(trained):
 
 def test_same_seed_same_initial_parameters(tiny):
     cfg = load_config([*tiny, "num_bins=21"])
-    a, b = Agent(cfg, seed=4).export_params(), Agent(cfg, seed=4).export_params()
-    c = Agent(cfg, seed=5).export_params()
+    a, b = Agent(replace(cfg, seed=4)).export_params(), Agent(replace(cfg, seed=4)).export_params()
+    c = Agent(replace(cfg, seed=5)).export_params()
     assert all(np.array_equal(a[k], b[k]) for k in a)
     assert not all(np.array_equal(a[k], c[k]) for k in a)
     assert jax.tree.structure(a) == jax.tree.structure(c)
+
+
+def test_update_noise_has_the_batch_size(trained):
+    """A batch smaller than cfg.batch_size: the update's noise is drawn at the batch's B."""
+    cfg = trained.cfg
+    batch = random_batch(replace(cfg, batch_size=3), np.random.default_rng(4))
+    assert batch.action.shape[1] == 3 != cfg.batch_size
+    metrics = Agent(cfg).update(batch)
+    assert all(np.isfinite(v) for v in metrics.values())
+
+
+def test_get_state_set_state_round_trip(trained):
+    state = trained.get_state()
+    other = Agent(replace(trained.cfg, seed=77))
+    other.set_state(state)
+    again = other.get_state()
+    for k in state.params:
+        np.testing.assert_array_equal(state.params[k], again.params[k], err_msg=k)
+    for group in ("model", "pi"):
+        for k, (m, v) in state.adam[group].items():
+            np.testing.assert_array_equal(m, again.adam[group][k][0], err_msg=k)
+            np.testing.assert_array_equal(v, again.adam[group][k][1], err_msg=k)
+    assert again.optim_step == state.optim_step and again.rng == state.rng
+    assert again.running_scale == state.running_scale
+    assert again.energy_stats == state.energy_stats
+    np.testing.assert_array_equal(again.prev_plan, state.prev_plan)

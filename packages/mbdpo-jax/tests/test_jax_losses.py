@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 from mbdpo_core.batch import Batch
 from mbdpo_core.config.load import load_config
-from mbdpo_core.noise import draw_update_noise
+from mbdpo_core.noise import draw_numpy
 from mbdpo_core.reference import losses as ref
 from mbdpo_jax import WorldModel
-from mbdpo_jax.losses import policy_loss, world_model_loss
-from mbdpo_jax.noise import to_jax
+from mbdpo_jax.losses import device_batch, policy_loss, world_model_loss
+from mbdpo_jax.noise import to_device
+from mbdpo_jax.params_io import import_params
 
 TINY = [
     "preset=cpu",
@@ -56,14 +57,10 @@ def random_batch(cfg, rng):
     )
 
 
-def jax_batch(batch):
-    return {
-        "obs": jnp.asarray(batch.obs),
-        "action": jnp.asarray(batch.action),
-        "reward": jnp.asarray(batch.reward),
-        "terminated": jnp.asarray(batch.terminated),
-        "task": None if batch.task is None else jnp.asarray(batch.task, jnp.int32),
-    }
+def make_model(cfg, params):
+    model = WorldModel(cfg)
+    import_params(model, params)
+    return model
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
@@ -72,12 +69,14 @@ def test_world_model_and_policy_losses_match_oracle(variant, random_params):
     rng = np.random.default_rng(3)
     params = random_params(cfg)
     batch = random_batch(cfg, rng)
-    noise = draw_update_noise(cfg, rng)
+    noise = draw_numpy("update", cfg, rng)
     stats = (0.2, 1.5)
     expected = ref.world_model_losses(params, cfg, batch, noise, stats)
-    wm = WorldModel(cfg, {k: jnp.asarray(v) for k, v in params.items()})
+    wm = make_model(cfg, params)
     jstats = (jnp.float32(stats[0]), jnp.float32(stats[1]))
-    total, aux = world_model_loss(wm, jax_batch(batch), to_jax(noise), jstats)
+    jbatch = device_batch(batch, cfg, None)
+    total, aux = world_model_loss(wm, jbatch, to_device(noise, None), jstats)
+    np.testing.assert_allclose(float(total), aux["total_loss"])
     got = {k: aux[k] for k in LOSSES[:7]}
     got["energy_mean"], got["energy_std"] = aux["energy_stats"]
     for key in LOSSES:
@@ -90,7 +89,7 @@ def test_world_model_and_policy_losses_match_oracle(variant, random_params):
         assert float(aux["score_loss"]) == 0.0
 
     task = None if batch.task is None else jnp.asarray(batch.task)
-    loss, info = policy_loss(wm, aux["zs"], task, to_jax(noise), jnp.float32(1.7))
+    loss, info = policy_loss(wm, aux["zs"], task, to_device(noise, None), jnp.float32(1.7))
     ref_loss, ref_scale, ref_info = ref.policy_loss(
         params, cfg, expected["zs"], noise, 1.7, batch.task
     )
@@ -107,16 +106,13 @@ def test_published_pairing_differs_from_aligned(random_params):
     rng = np.random.default_rng(4)
     params = random_params(base)
     batch = random_batch(base, rng)
-    noise = to_jax(draw_update_noise(base, rng))
+    noise = to_device(draw_numpy("update", base, rng), None)
     stats = (jnp.float32(0.0), jnp.float32(1.0))
     losses = [
         float(
-            world_model_loss(
-                WorldModel(c, {k: jnp.asarray(v) for k, v in params.items()}),
-                jax_batch(batch),
-                noise,
-                stats,
-            )[1]["energy_loss"]
+            world_model_loss(make_model(c, params), device_batch(batch, c, None), noise, stats)[1][
+                "energy_loss"
+            ]
         )
         for c in (base, pub)
     ]

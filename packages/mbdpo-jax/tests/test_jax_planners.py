@@ -5,12 +5,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from mbdpo_core.config.load import load_config
-from mbdpo_core.noise import draw_diffusion_noise, draw_mppi_noise, draw_policy_noise
+from mbdpo_core.noise import draw, draw_numpy
 from mbdpo_core.reference import model as ref_model
 from mbdpo_core.reference import planning as ref
 from mbdpo_jax import Agent, WorldModel
 from mbdpo_jax.math import two_hot
-from mbdpo_jax.noise import draw_plan_noise
+from mbdpo_jax.noise import Sampler
 from mbdpo_jax.planners import make_planner
 
 TINY = [
@@ -30,25 +30,20 @@ TINY = [
     "iterations=3",
 ]
 CASES = {
-    "diffusion": (["planner=diffusion"], draw_diffusion_noise, ref.diffusion_plan),
+    "diffusion": (["planner=diffusion"], ref.diffusion_plan),
     "score_only": (
         ["planner=diffusion", "use_score_network=true", "score_only_inference=true"],
-        draw_diffusion_noise,
         ref.diffusion_plan,
     ),
-    "mppi": (["planner=mppi"], draw_mppi_noise, ref.mppi_plan),
-    "policy": (["planner=policy"], draw_policy_noise, ref.policy_plan),
-    "diffusion_multitask": (
-        ["planner=diffusion", "task=mt30", "task_dim=8"],
-        draw_diffusion_noise,
-        ref.diffusion_plan,
-    ),
+    "mppi": (["planner=mppi"], ref.mppi_plan),
+    "policy": (["planner=policy"], ref.policy_plan),
+    "diffusion_multitask": (["planner=diffusion", "task=mt30", "task_dim=8"], ref.diffusion_plan),
 }
 
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_planner_matches_oracle(case, random_params):
-    overrides, draw, oracle = CASES[case]
+    overrides, oracle = CASES[case]
     cfg = load_config([*TINY, *overrides])
     agent = Agent(cfg)
     params = random_params(cfg)
@@ -57,13 +52,15 @@ def test_planner_matches_oracle(case, random_params):
     obs = rng.standard_normal(cfg.obs_shape).astype(np.float32)
     task = 7 if cfg.multitask else None
     stats = (0.1, 0.8)
-    agent.state = agent.state.replace(energy_stats=jnp.asarray(stats, jnp.float32))
+    state = agent.get_state()
+    state.energy_stats = stats
+    agent.set_state(state)
     prev = np.zeros((cfg.horizon, cfg.action_dim))
     z = ref_model.encode(params, cfg, obs, task)
     for t0, eval_mode in ((True, False), (False, True)):
-        noise = draw(cfg, rng)
+        noise = draw_numpy("plan", cfg, rng)
         action = agent.plan_with_noise(obs, t0, eval_mode, task, noise)
-        plan = agent.prev_plan
+        plan = agent.get_state().prev_plan
         ref_action, ref_plan = oracle(params, cfg, z, prev, t0, eval_mode, task, noise, stats)
         np.testing.assert_allclose(action, ref_action, atol=1e-4)
         np.testing.assert_allclose(plan, ref_plan, atol=1e-4)
@@ -75,14 +72,14 @@ class PeakedModel(WorldModel):
     """Latent stays put; reward -10 ||a - target||^2 exactly; Q, F zero; policy mean `pi_mean`."""
 
     def __init__(self, cfg, target, pi_mean):
-        super().__init__(cfg, {})
-        self.target, self.pi_mean = jnp.asarray(target), pi_mean
+        super().__init__(cfg)
+        self.target, self.pi_mean = tuple(float(t) for t in target), pi_mean
 
     def _logits(self, value):
-        return jnp.log(two_hot(self.cfg, value) + 1e-12)
+        return jnp.log(two_hot(value, self.cfg) + 1e-12)
 
     def reward(self, z, a, task):
-        r = -10.0 * jnp.sum(jnp.square(a - self.target), axis=-1, keepdims=True)
+        r = -10.0 * jnp.sum(jnp.square(a - jnp.asarray(self.target)), axis=-1, keepdims=True)
         return self._logits(
             jnp.broadcast_to(r, (*jnp.broadcast_shapes(z.shape[:-1], r.shape[:-1]), 1))
         )
@@ -93,7 +90,7 @@ class PeakedModel(WorldModel):
     def F(self, z, a, task):
         return jnp.zeros((*jnp.broadcast_shapes(z.shape[:-1], a.shape[:-1]), 1))
 
-    def Q(self, z, a, task, target=False, keep=None, members=None):
+    def Q(self, z, a, task, target=False, keep=None, members=None, detach=False):
         lead = jnp.broadcast_shapes(z.shape[:-1], a.shape[:-1])
         return self._logits(jnp.zeros((2, *lead, 1)))
 
@@ -128,7 +125,7 @@ def test_planner_finds_the_best_action(name):
     planner = make_planner(cfg)
     z = jnp.ones((1, cfg.latent_dim)) / 8
     prev = jnp.zeros((cfg.horizon, A))
-    noise = draw_plan_noise(cfg, jnp.asarray(np.array([0, 7], np.uint32)))
+    noise = draw("plan", cfg, Sampler(jnp.asarray(np.array([0, 0], np.uint32))))
     stats = (jnp.float32(0.0), jnp.float32(1.0))
     action, plan = planner(wm, z, prev, jnp.asarray(True), jnp.asarray(True), None, noise, stats)
     np.testing.assert_allclose(action, target, atol=0.08)

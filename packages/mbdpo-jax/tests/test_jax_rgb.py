@@ -7,13 +7,14 @@ import numpy as np
 import pytest
 from mbdpo_core.batch import Batch
 from mbdpo_core.config.load import load_config
-from mbdpo_core.noise import draw_update_noise
+from mbdpo_core.noise import draw, draw_numpy
 from mbdpo_core.reference import augment as ref_augment
 from mbdpo_core.reference import losses as ref_losses
 from mbdpo_core.reference import model as ref_model
 from mbdpo_jax import Agent, WorldModel
 from mbdpo_jax.augment import random_shift
-from mbdpo_jax.noise import draw_update_noise as jax_draw_update_noise
+from mbdpo_jax.noise import Sampler
+from mbdpo_jax.params_io import import_params
 
 RGB = [
     "task=cartpole-swingup",
@@ -43,12 +44,13 @@ def setup(random_params):
         terminated=np.zeros((H, B, 1), np.float32),
         task=None,
     )
-    return cfg, params, batch, draw_update_noise(cfg, rng)
+    return cfg, params, batch, draw_numpy("update", cfg, rng)
 
 
 def test_encode_matches_oracle(setup):
     cfg, params, batch, _ = setup
-    wm = WorldModel(cfg, {k: jnp.asarray(v) for k, v in params.items()})
+    wm = WorldModel(cfg)
+    import_params(wm, params)
     z = np.asarray(wm.encode(jnp.asarray(batch.obs[:2]), None))
     assert z.shape == (2, cfg.batch_size, 32) and cfg.num_channels == 2
     np.testing.assert_allclose(z, ref_model.encode(params, cfg, batch.obs[:2]), atol=1e-5)
@@ -65,11 +67,11 @@ def test_random_shift_matches_oracle(setup):
 
 def test_native_draw_has_shift_offsets():
     cfg = load_config(RGB, backend="jax")
-    shift = np.asarray(jax_draw_update_noise(cfg, jax.random.key(0)).obs_shift)
+    shift = np.asarray(draw("update", cfg, Sampler(jax.random.key(0))).obs_shift)
     assert shift.shape == (cfg.horizon + 1, cfg.batch_size, 2) and shift.dtype == np.int32
     assert shift.min() >= 0 and shift.max() <= 6 and len(np.unique(shift)) > 1
     state_cfg = load_config(["batch_size=4"], backend="jax")
-    assert jax_draw_update_noise(state_cfg, jax.random.key(0)).obs_shift is None
+    assert draw("update", state_cfg, Sampler(jax.random.key(0))).obs_shift is None
 
 
 def test_update_matches_oracle_losses(setup):

@@ -1,13 +1,18 @@
-"""WorldModel modules against the numpy oracle (mbdpo_core.reference.model), shapes, and the
-optimised computations (member subsets, shared first-layer input) against the plain ones."""
+"""WorldModel modules against the numpy oracle (mbdpo_core.reference.model), shapes, the NNX
+tree <-> canonical names, and the optimised computations (member subsets, shared first-layer
+input) against the plain ones."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 from mbdpo_core.config.load import load_config
+from mbdpo_core.params import param_shapes
 from mbdpo_core.reference import model as ref
 from mbdpo_jax import WorldModel
-from mbdpo_jax.layers import input_dense, task_embedding
+from mbdpo_jax.layers import MLP, Linear, _input_dense
+from mbdpo_jax.params_io import export_params, import_params
 
 TINY = ["mlp_dim=32", "latent_dim=16", "enc_dim=32", "num_q=3", "num_bins=11", "horizon=2"]
 CONFIGS = {
@@ -40,7 +45,25 @@ def setup(request, random_params):
         "task": task,
     }
     jtask = None if task is None else jnp.asarray(task)
-    return cfg, params, WorldModel(cfg, {k: jnp.asarray(v) for k, v in params.items()}), data, jtask
+    return cfg, params, make_model(cfg, params), data, jtask
+
+
+def make_model(cfg, params):
+    model = WorldModel(cfg)
+    import_params(model, params)
+    return model
+
+
+def test_tree_paths_are_canonical_names(setup):
+    cfg, params, wm, _, _ = setup
+    assert set(export_params(wm)) == set(param_shapes(cfg))
+    exported = export_params(wm)
+    assert all(np.array_equal(exported[k], params[k]) for k in params)
+    assert isinstance(wm.nets["q"], MLP) and isinstance(wm.nets["q"][1], Linear)
+    assert wm.nets["q"][1].ln.weight.shape == (cfg.num_q, cfg.mlp_dim)
+    np.testing.assert_array_equal(wm.nets["reward"][0].weight[...], params["reward.0.weight"])
+    paths = {p for p, _ in nnx.to_flat_state(nnx.state(wm))}
+    assert ("nets", "target_q", 2, "weight") in paths and all(p[0] == "nets" for p in paths)
 
 
 def test_modules_match_oracle(setup):
@@ -106,12 +129,12 @@ def test_shared_first_layer_equals_concatenation(setup):
         jnp.repeat(z1, 5, axis=0), d["a"], None if jt is None else jnp.repeat(jt[:1], 5)
     )
     np.testing.assert_allclose(shared, repeated, rtol=1e-5, atol=1e-5)
-    w, b = wm.params["q.0.weight"], wm.params["q.0.bias"]
+    w, b = wm.nets["q"][0].weight[...], wm.nets["q"][0].bias[...]
     a = jnp.asarray(d["a"])
-    e = [] if jt is None else [task_embedding(wm.params, jt[0])]
+    e = [] if jt is None else [wm.nets["task_emb"](jt[0])]
     cat = jnp.concatenate([jnp.repeat(z1, 5, axis=0), *[jnp.tile(x, (5, 1)) for x in e], a], -1)
     np.testing.assert_allclose(
-        input_dense([z1, *e, a], w, b), input_dense([cat], w, b), rtol=1e-5, atol=1e-5
+        _input_dense([z1, *e, a], w, b), _input_dense([cat], w, b), rtol=1e-5, atol=1e-5
     )
 
 
@@ -131,7 +154,7 @@ def test_rgb_encoder_matches_numpy_convolution(random_params):
     cfg = load_config(["preset=cpu", "obs=rgb", "num_channels=4", "latent_dim=64", *TINY[:1]])
     params = random_params(cfg)
     obs = np.random.default_rng(2).integers(0, 255, (2, *cfg.obs_shape)).astype(np.uint8)
-    wm = WorldModel(cfg, {k: jnp.asarray(v) for k, v in params.items()})
+    wm = make_model(cfg, params)
     z = wm.encode(jnp.asarray(obs), None)
     assert z.shape == (2, 64)
     x = np.transpose(obs / 255.0 - 0.5, (0, 2, 3, 1))
@@ -140,3 +163,29 @@ def test_rgb_encoder_matches_numpy_convolution(random_params):
         x = x + params[f"encoder.{i}.bias"]
         x = np.maximum(x, 0.0) if i < 3 else x
     close(z, ref.simnorm(x.reshape(2, -1), 8), 1e-4)
+
+
+def test_q_detach_passes_gradient_to_inputs_only(setup):
+    cfg, _, wm, d, jt = setup
+    graphdef, q, rest = nnx.split(wm, lambda path, _: path[1] == "q", ...)
+    z, a = jnp.asarray(d["z"]), jnp.asarray(d["a"])
+
+    def loss(q, a, detach):
+        return jnp.sum(nnx.merge(graphdef, q, rest).Q(z, a, jt, detach=detach))
+
+    dq, da = jax.grad(loss, argnums=(0, 1))(q, a, True)
+    assert all(float(jnp.abs(g).max()) == 0.0 for g in jax.tree.leaves(dq))
+    assert float(jnp.abs(da).max()) > 0.0
+    dq = jax.grad(loss)(q, a, False)
+    assert max(float(jnp.abs(g).max()) for g in jax.tree.leaves(dq)) > 0.0
+
+
+def test_mlp_call_on_an_array_equals_its_parts(setup):
+    cfg, _, wm, d, _ = setup
+    z, a = jnp.asarray(d["z"]), jnp.asarray(d["a"])
+    if cfg.multitask:
+        return
+    np.testing.assert_allclose(
+        wm.nets["reward"](jnp.concatenate([z, a], -1)), wm.nets["reward"]([z, a]), atol=1e-6
+    )
+    np.testing.assert_allclose(wm.nets["reward"]([z, a]), wm.reward(z, a, None), atol=0)

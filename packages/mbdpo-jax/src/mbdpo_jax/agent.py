@@ -1,103 +1,169 @@
 """The JAX agent (mbdpo_core.protocols.Agent): one jitted act, one jitted update.
 
-`act` runs encode, the whole planner (every reverse diffusion step inside a lax.scan) and the
-action choice in one compiled call whose noise is drawn inside from the state's key; `update`
-is one compiled call of update.train_step. Each compiles once per config and input shape
-(`TRACE_COUNTS` counts the traces). The `*_with_noise` entry points take numpy noise bundles of
-mbdpo_core.noise for parity tests.
+The agent keeps its NNX objects split: the states of the world model and of its two
+optimisers live in one pytree (`_TrainState`) as pure dicts of arrays (nnx.to_pure_dict: no
+Variable objects to rebuild on every call), and the jitted functions merge them with graph
+definitions cached per config (`nnx.merge` runs while tracing only, so a compiled call pays no
+graph traversal). `act` runs encode, the planner (every reverse step inside a lax.scan) and the
+action choice in one compiled call whose noise is drawn inside from the agent's key; `update`
+is one compiled call of update.update_step. Each compiles once per config and input shape and
+is shared by every agent of that config (`_act._cache_size()` counts the compilations). The
+`*_with_noise` entry points take numpy noise bundles of mbdpo_core.noise (the parity tests).
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from functools import partial
-from pathlib import Path
+import dataclasses
+import functools
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx, struct
+from mbdpo_core.agent_state import AgentState, CheckpointingAgent
 from mbdpo_core.batch import Batch
-from mbdpo_core.checkpoint import add_prefix, load_checkpoint, save_checkpoint, split_prefix
-from mbdpo_core.config.load import config_to_dict
 from mbdpo_core.config.schema import Config
-from mbdpo_core.errors import CheckpointError, ShapeError
-from mbdpo_core.noise import UpdateNoise
+from mbdpo_core.errors import ShapeError
+from mbdpo_core.metrics import UPDATE_METRICS
+from mbdpo_core.noise import UpdateNoise, draw
+from mbdpo_core.params import init_params
 
-from . import params_io, runtime
-from .noise import draw_plan_noise
+from .losses import DeviceBatch, device_batch
+from .noise import Sampler, to_device
+from .params_io import export_params, from_agent_state, import_params, to_agent_state
 from .planners import make_planner
-from .update import TrainState, init_state, train_step, update_step
+from .runtime import configure, make_rng, resolve_device
+from .update import make_optimizers, update_step
 from .world_model import WorldModel
 
-TRACE_COUNTS: Counter[str] = Counter()
-"""How often each compiled entry point was traced (= compiled), over all agents: a Python side
-effect that runs only while JAX traces, never in a compiled call."""
+
+@struct.dataclass
+class _TrainState:
+    """Everything an agent carries between calls (a pytree of arrays): model and optim, the
+    states of the WorldModel and of its (model, pi) optimisers as pure dicts (`_pure`);
+    energy_stats [2] (mean, std of F logits); scale [] (RunningScale); prev_plan [H, A]; key."""
+
+    model: dict
+    optim: dict
+    energy_stats: jax.Array
+    scale: jax.Array
+    prev_plan: jax.Array
+    key: jax.Array
 
 
-def _batch(batch: Batch) -> dict[str, jax.Array | None]:
-    return {
-        "obs": jnp.asarray(batch.obs),
-        "action": jnp.asarray(batch.action, jnp.float32),
-        "reward": jnp.asarray(batch.reward, jnp.float32),
-        "terminated": jnp.asarray(batch.terminated, jnp.float32),
-        "task": None if batch.task is None else jnp.asarray(batch.task, jnp.int32),
-    }
+def _pure(node: Any) -> dict:
+    """The state of an NNX object as nested dicts of arrays (what nnx.merge takes back)."""
+    return nnx.to_pure_dict(nnx.state(node))
 
 
-# The compiled entry points are module-level with the (hashable, frozen) Config static, so every
-# agent of one config shares one compilation per input shape.
+@functools.cache
+def _graphdefs(cfg: Config) -> tuple[nnx.GraphDef, nnx.GraphDef]:
+    """The graph definitions of WorldModel(cfg) and of its optimisers (built abstractly)."""
+    model = nnx.eval_shape(lambda: WorldModel(cfg))
+    optims = nnx.eval_shape(lambda: make_optimizers(WorldModel(cfg)))
+    return nnx.graphdef(model), nnx.graphdef(optims)
 
 
-def _plan_core(cfg: Config, params, stats, prev_plan, obs, t0, eval_mode, task, noise):
-    wm = WorldModel(cfg, params)
-    z = wm.encode(obs[None], None if task is None else task[None])
-    return make_planner(cfg)(wm, z, prev_plan, t0, eval_mode, task, noise, (stats[0], stats[1]))
+# Module-level compiled functions with the (hashable, frozen) Config static: every agent of one
+# config shares one compilation per input shape.
 
 
-@partial(jax.jit, static_argnums=0)
-def _plan(cfg: Config, params, stats, prev_plan, obs, t0, eval_mode, task, noise):
-    TRACE_COUNTS["plan"] += 1
-    return _plan_core(cfg, params, stats, prev_plan, obs, t0, eval_mode, task, noise)
+def _plan_core(cfg: Config, model_state, stats, prev_plan, obs, t0, eval_mode, task, noise):
+    model = nnx.merge(_graphdefs(cfg)[0], model_state)
+    z = model.encode(obs[None], None if task is None else task[None])
+    plan = make_planner(cfg)
+    return plan(model, z, prev_plan, t0, eval_mode, task, noise, (stats[0], stats[1]))
 
 
-@partial(jax.jit, static_argnums=0)
-def _act(cfg: Config, params, stats, prev_plan, key, obs, t0, eval_mode, task):
-    TRACE_COUNTS["act"] += 1
+@functools.partial(jax.jit, static_argnums=0)
+def _plan(cfg: Config, model_state, stats, prev_plan, obs, t0, eval_mode, task, noise):
+    return _plan_core(cfg, model_state, stats, prev_plan, obs, t0, eval_mode, task, noise)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _act(cfg: Config, model_state, stats, prev_plan, key, obs, t0, eval_mode, task):
     key, sub = jax.random.split(key)
-    noise = draw_plan_noise(cfg, sub)
-    action, plan = _plan_core(cfg, params, stats, prev_plan, obs, t0, eval_mode, task, noise)
+    noise = draw("plan", cfg, Sampler(sub))
+    action, plan = _plan_core(cfg, model_state, stats, prev_plan, obs, t0, eval_mode, task, noise)
     return action, plan, key
 
 
-@partial(jax.jit, static_argnums=0, donate_argnums=1)
-def _train(cfg: Config, state: TrainState, batch):
-    TRACE_COUNTS["update"] += 1
-    return train_step(cfg, state, batch)
+def _step(cfg: Config, state: _TrainState, batch: DeviceBatch, noise: UpdateNoise, grads=None):
+    model_def, optim_def = _graphdefs(cfg)
+    model, optims = nnx.merge(model_def, state.model), nnx.merge(optim_def, state.optim)
+    metrics, stats, scale = update_step(
+        model, optims, batch, noise, state.energy_stats, state.scale, grads
+    )
+    new = state.replace(model=_pure(model), optim=_pure(optims), energy_stats=stats, scale=scale)
+    return new, metrics
 
 
-@partial(jax.jit, static_argnums=0)
-def _update(cfg: Config, state: TrainState, batch, noise):
-    TRACE_COUNTS["update_with_noise"] += 1
-    return update_step(cfg, state, batch, noise, with_grads=True)
+@functools.partial(jax.jit, static_argnums=0, donate_argnums=1)
+def _train(cfg: Config, state: _TrainState, batch: DeviceBatch):
+    key, sub = jax.random.split(state.key)
+    noise = draw("update", cfg, Sampler(sub), batch.action.shape[1])
+    # materialise the draws once: XLA would otherwise fuse (recompute) the random bits into
+    # each consumer of a dropout mask, forward and backward (+3% of an update on CPU)
+    noise = jax.lax.optimization_barrier(noise)
+    return _step(cfg, state.replace(key=key), batch, noise)
 
 
-class Agent:
-    """MBDPO agent on JAX. Parameters start from mbdpo_core.params.init_params(cfg, seed)."""
+@functools.partial(jax.jit, static_argnums=0)
+def _train_with_noise(cfg: Config, state: _TrainState, batch: DeviceBatch, noise: UpdateNoise):
+    grads: dict[str, jax.Array] = {}
+    state, metrics = _step(cfg, state, batch, noise, grads)
+    return state, metrics, grads
 
-    def __init__(self, cfg: Config, seed: int | None = None):
-        runtime.configure()
+
+def _floats(metrics: dict[str, jax.Array]) -> dict[str, float]:
+    """Device metrics -> floats in the order of UPDATE_METRICS."""
+    values = jax.device_get(metrics)
+    return {k: float(values[k]) for k in UPDATE_METRICS}
+
+
+class Agent(CheckpointingAgent):
+    """MBDPO agent on one JAX device; parameters start from mbdpo_core.params.init_params with
+    cfg.seed. Shapes: O observation, A action, H horizon."""
+
+    backend = "jax"
+
+    def __init__(self, cfg: Config, device: str | None = None) -> None:
         self.cfg = cfg
-        self.device = runtime.device(cfg.device)
-        seed = cfg.seed if seed is None else seed
-        params = params_io.initial_params(cfg, seed)
-        state = init_state(cfg, runtime.to_jax(params), runtime.key_from_seed(seed))
-        self.state: TrainState = jax.device_put(state, self.device)
+        # the compiled programs do not depend on the seed: agents of every seed share them
+        self._program_cfg = dataclasses.replace(cfg, seed=0)
+        self.device = resolve_device(device or cfg.device)
+        configure(self.device)
         make_planner(cfg)  # fail early on an unknown planner
+        model = WorldModel(cfg)
+        import_params(model, init_params(cfg, np.random.default_rng(cfg.seed)))
+        state = _TrainState(
+            model=_pure(model),
+            optim=_pure(make_optimizers(model)),
+            energy_stats=jnp.array([0.0, 1.0], jnp.float32),
+            scale=jnp.float32(1.0),
+            prev_plan=jnp.zeros((cfg.horizon, cfg.action_dim), jnp.float32),
+            key=make_rng(cfg.seed),
+        )
+        self._state: _TrainState = jax.device_put(state, self.device)
 
-    # ----- acting ---------------------------------------------------------------------------
+    @property
+    def model(self) -> WorldModel:
+        """The world model of the current parameters (a fresh NNX object; eager use, tests)."""
+        return nnx.merge(_graphdefs(self._program_cfg)[0], self._state.model)
+
+    @property
+    def prev_plan(self) -> np.ndarray:
+        """The planner's warm start [H, A] (float32 numpy copy)."""
+        return np.array(self._state.prev_plan, np.float32)
+
+    def _optimizers(self) -> tuple[nnx.Optimizer, nnx.Optimizer]:
+        """The (model, pi) optimisers of the current state (fresh NNX objects)."""
+        return nnx.merge(_graphdefs(self._program_cfg)[1], self._state.optim)
+
+    # ----- acting -----------------------------------------------------------------------------
     def _act_inputs(self, obs: np.ndarray, t0: bool, eval_mode: bool, task: int | None):
-        cfg, s = self.cfg, self.state
+        cfg, s = self.cfg, self._state
         obs = np.asarray(obs)
         if obs.shape != tuple(cfg.obs_shape):
             raise ShapeError(f"obs has shape {obs.shape}, expected {cfg.obs_shape}.")
@@ -110,132 +176,73 @@ class Agent:
         else:
             task = None
         obs = jnp.asarray(obs if obs.dtype == np.uint8 else obs.astype(np.float32))
-        return (
-            s.params,
-            s.energy_stats,
-            s.prev_plan,
-            obs,
-            jnp.asarray(bool(t0)),
-            jnp.asarray(bool(eval_mode)),
-            task,
-        )
+        flags = jnp.asarray(bool(t0)), jnp.asarray(bool(eval_mode))
+        return (s.model, s.energy_stats, s.prev_plan, obs, *flags, task)
 
     def act(
         self, obs: np.ndarray, t0: bool, eval_mode: bool, task: int | None = None
     ) -> np.ndarray:
         """obs [*O] -> action [A] in [-1, 1] (float32 numpy); keeps the plan as warm start."""
-        params, stats, prev, obs, t0, ev, task = self._act_inputs(obs, t0, eval_mode, task)
-        action, plan, key = _act(self.cfg, params, stats, prev, self.state.key, obs, t0, ev, task)
-        self.state = self.state.replace(prev_plan=plan, key=key)
+        model, stats, prev, obs, t0, ev, task = self._act_inputs(obs, t0, eval_mode, task)
+        action, plan, key = _act(
+            self._program_cfg, model, stats, prev, self._state.key, obs, t0, ev, task
+        )
+        self._state = self._state.replace(prev_plan=plan, key=key)
         return np.asarray(action)
 
     def plan_with_noise(
         self, obs: np.ndarray, t0: bool, eval_mode: bool, task: int | None, noise: Any
     ) -> np.ndarray:
-        """act with an explicit numpy noise bundle of cfg.planner; keeps the plan (prev_plan)."""
-        params, stats, prev, obs, t0, ev, task = self._act_inputs(obs, t0, eval_mode, task)
-        noise = jax.tree.map(jnp.asarray, noise)
-        action, plan = _plan(self.cfg, params, stats, prev, obs, t0, ev, task, noise)
-        self.state = self.state.replace(prev_plan=plan)
+        """act with a numpy noise bundle of cfg.planner; keeps the plan (the warm start)."""
+        model, stats, prev, obs, t0, ev, task = self._act_inputs(obs, t0, eval_mode, task)
+        noise = to_device(noise, self.device)
+        action, plan = _plan(self._program_cfg, model, stats, prev, obs, t0, ev, task, noise)
+        self._state = self._state.replace(prev_plan=plan)
         return np.asarray(action)
 
-    @property
-    def prev_plan(self) -> np.ndarray:
-        """The planner's warm start [H, A] (the last plan)."""
-        return np.asarray(self.state.prev_plan)
-
-    # ----- training -------------------------------------------------------------------------
+    # ----- training ---------------------------------------------------------------------------
     def update(self, batch: Batch) -> dict[str, float]:
-        """One world-model, policy and Polyak step; noise drawn from the agent's key."""
-        self.state, metrics = _train(self.cfg, self.state, _batch(batch))
-        return {k: float(v) for k, v in jax.device_get(metrics).items()}
+        """One world-model, policy and Polyak step; noise drawn from the agent's key.
+        Returns UPDATE_METRICS (mbdpo_core.metrics) as floats."""
+        self._state, metrics = _train(self._program_cfg, self._state, self._batch(batch))
+        return _floats(metrics)
 
     def update_with_noise(self, batch: Batch, noise: UpdateNoise) -> dict[str, float]:
-        """update with an explicit numpy UpdateNoise (parity tests)."""
-        noise = jax.tree.map(jnp.asarray, noise)
-        self.state, metrics, _ = _update(self.cfg, self.state, _batch(batch), noise)
-        return {k: float(v) for k, v in jax.device_get(metrics).items()}
+        """update with a numpy UpdateNoise (the parity tests)."""
+        noise = to_device(noise, self.device)
+        self._state, metrics, _ = _train_with_noise(
+            self._program_cfg, self._state, self._batch(batch), noise
+        )
+        return _floats(metrics)
 
     def grads_with_noise(self, batch: Batch, noise: UpdateNoise) -> dict[str, np.ndarray]:
-        """Gradients of one update in canonical names, before clipping, without changing state.
+        """The unclipped gradients of that update by canonical name; the agent is unchanged.
 
-        World-model parameters get d total_loss; pi.* get d pi_loss computed with the Q
-        parameters after the world-model optimizer step (as in update).
+        The model group gets d total_loss; pi.* get d pi_loss with the Q parameters after the
+        model step (as in update).
         """
-        noise = jax.tree.map(jnp.asarray, noise)
-        _, _, grads = _update(self.cfg, self.state, _batch(batch), noise)
+        noise = to_device(noise, self.device)
+        _, _, grads = _train_with_noise(self._program_cfg, self._state, self._batch(batch), noise)
         return {k: np.asarray(v, np.float32) for k, v in grads.items()}
 
-    # ----- parameters and checkpoints -------------------------------------------------------
-    def world_model(self) -> WorldModel:
-        """A WorldModel view of the current parameters (eager use, tests)."""
-        return WorldModel(self.cfg, self.state.params)
+    def _batch(self, batch: Batch) -> DeviceBatch:
+        return device_batch(batch, self.cfg, self.device)
 
+    # ----- parameters and state ---------------------------------------------------------------
     def export_params(self) -> dict[str, np.ndarray]:
-        return params_io.export_params(self.state.params)
+        """Every parameter incl. target_q.*, canonical names (mbdpo_core.params), float32."""
+        return export_params(self.model)
 
     def import_params(self, params: dict[str, np.ndarray]) -> None:
-        new = params_io.import_params(self.cfg, params)
-        self.state = self.state.replace(params=jax.device_put(new, self.device))
+        """Set every parameter from canonical numpy arrays (checked: CheckpointError)."""
+        model = self.model
+        import_params(model, params)
+        self._state = self._state.replace(model=jax.device_put(_pure(model), self.device))
 
-    def state_dict(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        s = self.state
-        arrays = add_prefix(self.export_params(), "params/")
-        arrays.update(add_prefix(params_io.export_adam(s.model_opt), "optim/model/"))
-        arrays.update(add_prefix(params_io.export_adam(s.pi_opt), "optim/pi/"))
-        arrays["agent/prev_plan"] = np.array(s.prev_plan, np.float32)
-        mean, std = np.asarray(s.energy_stats, np.float64)
-        meta = {
-            "backend": "jax",
-            "config": config_to_dict(self.cfg),
-            "optim_step": {"model": int(s.model_opt.count), "pi": int(s.pi_opt.count)},
-            "running_scale": float(s.scale),
-            "energy_stats": {"mean": float(mean), "std": float(std)},
-            "rng": {"backend": "jax", "key": runtime.key_to_numpy(s.key).tolist()},
-        }
-        return arrays, meta
+    def get_state(self) -> AgentState:
+        """The whole agent state as core's AgentState (numpy)."""
+        return to_agent_state(self)
 
-    def load_state_dict(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
-        params = params_io.import_params(self.cfg, split_prefix(arrays, "params/"))
-        try:
-            steps = meta["optim_step"]
-            scale = float(meta["running_scale"])
-            stats = [float(meta["energy_stats"]["mean"]), float(meta["energy_stats"]["std"])]
-        except (KeyError, TypeError) as err:
-            raise CheckpointError(f"checkpoint meta lacks agent state: missing {err}") from None
-        s = self.state
-        model_opt = params_io.import_adam(
-            s.model_opt,
-            split_prefix(arrays, "optim/model/"),
-            steps["model"],
-            "model optimizer state",
-        )
-        pi_opt = params_io.import_adam(
-            s.pi_opt, split_prefix(arrays, "optim/pi/"), steps["pi"], "policy optimizer state"
-        )
-        if "agent/prev_plan" not in arrays:
-            raise CheckpointError("checkpoint arrays lack agent/prev_plan.")
-        rng = meta.get("rng")
-        if isinstance(rng, dict) and rng.get("backend") == "jax":
-            key = runtime.key_from_numpy(rng["key"])
-        else:  # another backend's generator state: derive a key from the seed and step
-            key = jax.random.fold_in(runtime.key_from_seed(self.cfg.seed), int(steps["model"]))
-        new = TrainState(
-            params=params,
-            model_opt=model_opt,
-            pi_opt=pi_opt,
-            scale=jnp.float32(scale),
-            energy_stats=jnp.asarray(stats, jnp.float32),
-            prev_plan=jnp.asarray(arrays["agent/prev_plan"], jnp.float32),
-            key=key,
-        )
-        self.state = jax.device_put(new, self.device)
-
-    def save(self, path: str | Path, extra: dict[str, Any] | None = None) -> None:
-        arrays, meta = self.state_dict()
-        save_checkpoint(path, arrays, {**meta, **(extra or {})})
-
-    def load(self, path: str | Path) -> dict[str, Any]:
-        arrays, meta = load_checkpoint(path)
-        self.load_state_dict(arrays, meta)
-        return meta
+    def set_state(self, state: AgentState) -> None:
+        """Restore an AgentState of either backend."""
+        from_agent_state(self, state)

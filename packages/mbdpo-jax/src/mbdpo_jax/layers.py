@@ -1,28 +1,67 @@
-"""Layers as pure functions over the canonical parameter dict (spec "Layers").
+"""Flax NNX modules of the world model (docs/method.md#layers).
 
-A module `m` with layers 0..n-1 reads `m.i.weight` [in, out], `m.i.bias`, `m.i.ln.*`; a stacked
-ensemble (the Q heads) reads the same names with a leading member axis [Nq, ...] and returns
-[Nq, ..., out]. Shapes: Nq members, D features.
+Each parameter sits where its canonical name (mbdpo_core.params) says: an MLP is a list of
+Linear, so `reward.1.ln.weight` is `nets["reward"][1].ln.weight`. Linear weights are [in, out]
+(y = x @ W + b); the Q ensembles stack their members: weight [Nq, in, out], bias and LayerNorm
+[Nq, out]. Modules start at zero: the agent imports core's numpy initialisation
+(mbdpo_core.params.init_params), never a flax initialiser.
+
+Shapes: Nq Q members, D features, C conv channels, Mt tasks, E task-embedding width.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+from flax import nnx
+from mbdpo_core.params import Layer
 
 from .math import layer_norm, mish, simnorm
 
-Params = Mapping[str, jax.Array]
-
 
 def _members(v: jax.Array, ndim: int) -> jax.Array:
-    """Per-member vector [Nq, D] -> [Nq, 1, ..., 1, D] for an activation of rank ndim."""
+    """A per-member vector [Nq, D] as [Nq, 1, ..., 1, D] for an activation of rank ndim."""
     return v.reshape(v.shape[0], *([1] * (ndim - 2)), v.shape[-1])
 
 
-def dense(
+class LayerNorm(nnx.Module):
+    """Affine LayerNorm (eps 1e-5): weight [*lead, D] ones, bias [*lead, D] zeros."""
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        self.weight = nnx.Param(jnp.ones(shape, jnp.float32))
+        self.bias = nnx.Param(jnp.zeros(shape, jnp.float32))
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """Shapes: [..., D] -> [..., D]; stacked ([Nq, D] weights): [Nq, ..., D]."""
+        w, b = self.weight[...], self.bias[...]
+        if w.ndim == 2:
+            w, b = _members(w, x.ndim), _members(b, x.ndim)
+        return layer_norm(x, w, b)
+
+
+class Linear(nnx.Module):
+    """x @ weight + bias, optionally followed by `ln` (a NormedLinear when layer.norm).
+
+    weight [*lead, in, out] (a conv layer, layer.kernel > 0: [k, k, in, out], HWIO),
+    bias [*lead, out], ln: LayerNorm([*lead, out]) or None. `lead` = (Nq,) for an ensemble.
+    """
+
+    def __init__(self, layer: Layer, lead: tuple[int, ...] = ()) -> None:
+        kernel = (layer.kernel, layer.kernel) if layer.kernel else ()
+        shape = (*lead, *kernel, layer.in_dim, layer.out_dim)
+        self.weight = nnx.Param(jnp.zeros(shape, jnp.float32))
+        self.bias = nnx.Param(jnp.zeros((*lead, layer.out_dim), jnp.float32))
+        self.ln = LayerNorm((*lead, layer.out_dim)) if layer.norm else None
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """Affine only. Shapes: [..., in] -> [..., out]; stacked: [Nq, ..., in] ->
+        [Nq, ..., out]."""
+        return _dense(x, self.weight[...], self.bias[...], per_member=True)
+
+
+def _dense(
     x: jax.Array, w: jax.Array, b: jax.Array | None = None, per_member: bool = False
 ) -> jax.Array:
     """x @ w + b, also for stacked members.
@@ -37,108 +76,116 @@ def dense(
     return y if b is None else y + _members(b, y.ndim)
 
 
-def input_dense(parts: Sequence[jax.Array], w: jax.Array, b: jax.Array) -> jax.Array:
-    """The first Linear of a module on the concatenation of `parts` (spec order [z, e, a]).
+def _input_dense(parts: Sequence[jax.Array], w: jax.Array, b: jax.Array) -> jax.Array:
+    """The first Linear of a module on the concatenation of `parts` (order [z, e, a, ...]).
 
-    When every part has the same leading shape, the parts are concatenated and multiplied once.
-    Otherwise (e.g. one latent z [1, Z] against many actions [N, A]) each part multiplies its own
-    row block of w and the results broadcast: the shared part is computed once, not N times.
+    Parts of one leading shape are concatenated and multiplied once. Otherwise (one latent
+    z [1, Z] against N actions [N, A]) each part multiplies its own row block of w and the
+    results broadcast: the shared part is computed once, not N times.
 
     Shapes: parts [..., D_i] (broadcastable leading dims), w [(Nq,) sum D_i, out]
     -> [(Nq,) ..., out].
     """
-    lead = {p.shape[:-1] for p in parts}
-    if len(lead) == 1:
-        return dense(jnp.concatenate(list(parts), axis=-1), w, b)
+    if len({p.shape[:-1] for p in parts}) == 1:
+        return _dense(jnp.concatenate(list(parts), axis=-1), w, b)
     rank = max(p.ndim for p in parts)
     out, start = None, 0
     for p in parts:
-        p = p.reshape((1,) * (rank - p.ndim) + p.shape)  # align leading dims (member axis)
-        rows = w[..., start : start + p.shape[-1], :]
-        y = dense(p, rows)
+        p = p.reshape((1,) * (rank - p.ndim) + p.shape)  # align the leading dims
+        y = _dense(p, w[..., start : start + p.shape[-1], :])
         out = y if out is None else out + y
         start += p.shape[-1]
     return out + (b if w.ndim == 2 else _members(b, out.ndim))
 
 
-def num_layers(params: Params, module: str) -> int:
-    """Number of layers of `module` present in params."""
-    n = 0
-    while f"{module}.{n}.weight" in params:
-        n += 1
-    return n
+class MLP(nnx.List):
+    """The Linear layers of one module: NormedLinear + Mish hidden layers, then the last layer,
+    a plain Linear or (layer.norm) NormedLinear + SimNorm. `lead` = (Nq,) for an ensemble."""
+
+    def __init__(
+        self, layers: Sequence[Layer], lead: tuple[int, ...] = (), simnorm_dim: int = 8
+    ) -> None:
+        super().__init__([Linear(layer, lead) for layer in layers])
+        self.simnorm_dim = simnorm_dim
+
+    def __call__(self, x: jax.Array | Sequence[jax.Array]) -> jax.Array:
+        """x: an array or the parts of the input, concatenated along the last axis.
+
+        Shapes: [..., in] -> [..., out] ([Nq, ..., out] for an ensemble).
+        """
+        return _mlp(self, list(x) if isinstance(x, list | tuple) else [x])
 
 
-def mlp(
-    params: Params,
-    module: str,
+def _mlp(
+    mlp: MLP,
     parts: Sequence[jax.Array],
-    last: str = "linear",
     keep: jax.Array | None = None,
     dropout: float = 0.0,
-    simnorm_dim: int = 8,
+    members: jax.Array | None = None,
+    detach: bool = False,
 ) -> jax.Array:
-    """Run module `module`: NormedLinear+Mish hidden layers, then the last layer.
+    """Run `mlp` on the concatenation of `parts` (see _input_dense).
 
-    Args:
-        params: canonical parameters (or a member-sliced copy of an ensemble's).
-        module: canonical module name, e.g. "dynamics" or "q".
-        parts: inputs concatenated along the last axis in this order.
-        last: "linear" (plain Linear) or "simnorm" (NormedLinear + SimNorm).
-        keep: dropout keep mask of layer 0 (0/1), applied after the Linear, before LayerNorm.
-        dropout: drop rate; kept activations are divided by 1 - dropout.
-        simnorm_dim: SimNorm group size.
+    keep: dropout keep mask (0/1) of layer 0, applied after its Linear, before its LayerNorm;
+    kept activations are divided by 1 - dropout. members: int indices [m] of the ensemble
+    members to evaluate (e.g. a bootstrap pair) instead of all Nq. detach: the parameters as
+    constants (no gradient reaches them).
 
-    Shapes: parts [..., D_i] -> [..., out] ([Nq, ..., out] for an ensemble).
+    Shapes: parts [..., D_i] -> [..., out]; ensemble: keep [Nq or m, ..., D] -> [Nq or m, ..., out].
     """
-    n = num_layers(params, module)
-    x = input_dense(parts, params[f"{module}.0.weight"], params[f"{module}.0.bias"])
-    for i in range(n):
-        p = f"{module}.{i}"
-        if i > 0:
-            x = dense(x, params[f"{p}.weight"], params[f"{p}.bias"], per_member=True)
+
+    def get(v: nnx.Param) -> jax.Array:
+        value = v[...] if members is None else v[...][members]
+        return jax.lax.stop_gradient(value) if detach else value
+
+    n, x = len(mlp), None
+    for i, layer in enumerate(mlp):
+        w, b = get(layer.weight), get(layer.bias)
+        x = _input_dense(parts, w, b) if x is None else _dense(x, w, b, per_member=True)
         if i == 0 and keep is not None:
             x = x * keep / (1.0 - dropout)
-        if i == n - 1 and last == "linear":
+        if layer.ln is None:
             break
-        w, b = params[f"{p}.ln.weight"], params[f"{p}.ln.bias"]
-        if w.ndim == 2:
-            w, b = _members(w, x.ndim), _members(b, x.ndim)
-        x = layer_norm(x, w, b)
-        x = simnorm(x, simnorm_dim) if i == n - 1 else mish(x)
+        lw, lb = get(layer.ln.weight), get(layer.ln.bias)
+        if lw.ndim == 2:
+            lw, lb = _members(lw, x.ndim), _members(lb, x.ndim)
+        x = layer_norm(x, lw, lb)
+        x = simnorm(x, mlp.simnorm_dim) if i == n - 1 else mish(x)
     return x
 
 
-def conv_encoder(params: Params, obs: jax.Array, simnorm_dim: int = 8) -> jax.Array:
-    """rgb encoder: x/255 - 0.5, 4 convs (ReLU between), flatten [h, w, c], SimNorm.
+class ConvEncoder(nnx.List):
+    """rgb encoder: x / 255 - 0.5, one VALID conv per layer (ReLU between), flatten [h, w, c],
+    SimNorm. Conv weights [k, k, in, out] (HWIO), bias [out]."""
 
-    Shapes: obs [..., C, 64, 64] (uint8 or float) -> [..., 512] for 32 channels.
-    """
-    lead = obs.shape[:-3]
-    x = obs.reshape(-1, *obs.shape[-3:]).astype(jnp.float32) / 255.0 - 0.5
-    x = jnp.transpose(x, (0, 2, 3, 1))
-    strides = (2, 2, 2, 1)
-    for i, s in enumerate(strides):
-        x = (
-            jax.lax.conv_general_dilated(
-                x,
-                params[f"encoder.{i}.weight"],
-                (s, s),
-                "VALID",
-                dimension_numbers=("NHWC", "HWIO", "NHWC"),
+    def __init__(self, layers: Sequence[Layer], simnorm_dim: int = 8) -> None:
+        super().__init__([Linear(layer) for layer in layers])
+        self.strides = tuple(layer.stride for layer in layers)
+        self.simnorm_dim = simnorm_dim
+
+    def __call__(self, obs: jax.Array) -> jax.Array:
+        """Shapes: obs [..., C, 64, 64] (uint8 or float) -> [..., Z]."""
+        lead = obs.shape[:-3]
+        x = obs.reshape(-1, *obs.shape[-3:]).astype(jnp.float32) / 255.0 - 0.5
+        x = jnp.transpose(x, (0, 2, 3, 1))
+        for i, (conv, s) in enumerate(zip(self, self.strides, strict=True)):
+            x = jax.lax.conv_general_dilated(
+                x, conv.weight[...], (s, s), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC")
             )
-            + params[f"encoder.{i}.bias"]
-        )
-        if i < len(strides) - 1:
-            x = jax.nn.relu(x)
-    return simnorm(x.reshape(*lead, -1), simnorm_dim)
+            x = x + conv.bias[...]
+            if i < len(self.strides) - 1:
+                x = jax.nn.relu(x)
+        return simnorm(x.reshape(*lead, -1), self.simnorm_dim)
 
 
-def task_embedding(params: Params, task: jax.Array) -> jax.Array:
-    """Rows of task_emb.weight rescaled to L2 norm <= 1 (functional max_norm=1).
+class TaskEmbedding(nnx.Module):
+    """Task embedding table weight [Mt, E]; rows rescaled to L2 norm <= 1 on lookup."""
 
-    Shapes: task [...] int -> [..., task_dim].
-    """
-    e = params["task_emb.weight"][task]
-    norm = jnp.linalg.norm(e, axis=-1, keepdims=True)
-    return e * jnp.minimum(1.0, 1.0 / (norm + 1e-7))
+    def __init__(self, n_tasks: int, dim: int) -> None:
+        self.weight = nnx.Param(jnp.zeros((n_tasks, dim), jnp.float32))
+
+    def __call__(self, task: jax.Array) -> jax.Array:
+        """Functional max_norm=1 (the table is not modified). Shapes: task [...] int -> [..., E]."""
+        e = self.weight[...][task]
+        norm = jnp.linalg.norm(e, axis=-1, keepdims=True)
+        return e * jnp.minimum(1.0, 1.0 / (norm + 1e-7))

@@ -1,66 +1,60 @@
-"""The only JAX-specific knobs: precision, devices, keys and host <-> device conversion.
+"""The JAX-specific knobs: matmul precision, devices and keys (docs/design.md#runtime).
 
-Precision: `jax_default_matmul_precision` is set to "highest" (true float32) so that matmuls
-agree with PyTorch and the numpy oracle at float32 tolerance; on GPUs XLA would otherwise use
-TF32/bf16 passes. Denormals: XLA's CPU backend already runs with flush-to-zero (a product that
-would be denormal comes out as 0), so unlike torch (`set_flush_denormal`) nothing is needed here
-to avoid the slow denormal path in trained networks.
+Precision: `jax_default_matmul_precision` is "highest" (true float32), so that matmuls agree
+with torch and the numpy oracle at float32 tolerance; on GPUs XLA would otherwise use TF32/bf16
+passes. Denormals: XLA's CPU backend already flushes them to zero, so unlike torch nothing is
+needed to avoid the slow denormal path.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import jax
-import jax.numpy as jnp
-import numpy as np
+from mbdpo_core.errors import ConfigError
 
-MATMUL_PRECISION = "highest"
-
-
-def configure(precision: str = MATMUL_PRECISION) -> None:
-    """Set process-wide JAX options (idempotent): float32 matmul precision, no x64."""
-    jax.config.update("jax_default_matmul_precision", precision)
+_MATMUL_PRECISION = "highest"
+_DEVICE_CHOICES = ("auto", "cpu", "gpu", "gpu:N", "cuda", "cuda:N")
 
 
-def device(name: str = "auto") -> jax.Device:
-    """Resolve a config `device` value (auto | cpu | gpu | cuda | cuda:N) to a jax.Device."""
+def resolve_device(name: str = "auto") -> jax.Device:
+    """Map a config device string to a jax.Device.
+
+    `auto` -> the first GPU if any, else the CPU; `cpu`; `gpu` / `cuda`; `gpu:N` / `cuda:N`.
+    Raises ConfigError for other strings or a device that is not there.
+    """
     if name == "auto":
         return jax.devices()[0]
     kind, _, index = name.partition(":")
+    if kind not in ("cpu", "gpu", "cuda") or (index and not index.isdigit()):
+        raise ConfigError(f"Invalid device={name!r}. Valid choices: {', '.join(_DEVICE_CHOICES)}.")
     kind = "gpu" if kind == "cuda" else kind
     try:
         devices = jax.devices(kind)
-    except RuntimeError as err:
-        raise ValueError(
-            f"Invalid device={name!r}: JAX has no {kind!r} backend here ({err}). "
-            f"Valid choices: auto, cpu, gpu, gpu:N."
+    except RuntimeError:
+        raise ConfigError(
+            f"device={name!r} but JAX sees no {kind} device. Use device=cpu."
         ) from None
-    return devices[int(index) if index else 0]
+    if int(index or 0) >= len(devices):
+        raise ConfigError(f"device={name!r} but only {len(devices)} {kind} device(s) exist.")
+    return devices[int(index or 0)]
 
 
-def key_from_seed(seed: int) -> jax.Array:
-    """A raw uint32[2] PRNG key (threefry) from an integer seed."""
-    return jax.random.PRNGKey(seed)
+def configure(device: jax.Device | None) -> None:
+    """Process-wide JAX options (idempotent): float32 matmul precision on every device."""
+    jax.config.update("jax_default_matmul_precision", _MATMUL_PRECISION)
 
 
-def key_to_numpy(key: jax.Array) -> np.ndarray:
-    """The key as uint32 numpy (for checkpoints)."""
-    return np.asarray(jax.random.key_data(key) if _is_typed(key) else key, dtype=np.uint32)
+def make_rng(seed: int, device: jax.Device | None = None) -> jax.Array:
+    """A raw uint32[2] threefry key from an integer seed (on `device` when given)."""
+    key = jax.random.PRNGKey(seed)
+    return key if device is None else jax.device_put(key, device)
 
 
-def key_from_numpy(data: Any) -> jax.Array:
-    """Inverse of key_to_numpy."""
-    return jnp.asarray(np.asarray(data, dtype=np.uint32))
+def gpu_available() -> bool:
+    """Whether JAX sees a GPU."""
+    try:
+        return len(jax.devices("gpu")) > 0
+    except RuntimeError:
+        return False
 
 
-def _is_typed(key: jax.Array) -> bool:
-    return jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
-
-
-def to_jax(tree: Any, dtype: Any = None) -> Any:
-    """numpy pytree -> jax pytree (float arrays kept float32 unless dtype is given)."""
-    return jax.tree.map(lambda x: jnp.asarray(x, dtype=dtype), tree)
-
-
-configure()
+configure(None)

@@ -1,168 +1,126 @@
-"""One full training step as one pure function (spec "Update" 5-7), jitted once by the agent.
+"""One gradient step (docs/method.md#update): world-model gradients, global-norm clipping,
+Adam, the policy step, Polyak averaging — on NNX objects, in place, traced inside the agent's
+jitted update.
 
-The state is a `flax.struct` dataclass (a pytree), so `update_step` maps state -> state without
-host round-trips: world-model loss and gradient, global-norm clip, Adam (encoder at lr x
-enc_lr_scale), policy loss and gradient with the updated Q, policy Adam (eps 1e-5), Polyak.
+The model Adam updates every parameter but pi.* and target_q.* (encoder.* at lr x
+enc_lr_scale, eps 1e-8); the policy Adam updates pi.* (eps 1e-5); target_q.* follows q.* by
+Polyak averaging (mbdpo_core.params.optimizer_group, lr_scale).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import jax
 import jax.numpy as jnp
 import optax
-from flax import struct
+from flax import nnx
 from mbdpo_core.config.schema import Config
+from mbdpo_core.metrics import LOSS_TERMS, UPDATE_METRICS
 from mbdpo_core.noise import UpdateNoise
+from mbdpo_core.params import lr_scale
 
-from .losses import Batch, policy_loss, world_model_loss
-from .noise import draw_update_noise
+from .losses import DeviceBatch, policy_loss, world_model_loss
+from .params_io import _in_group, _name
 from .world_model import WorldModel
 
-Params = dict[str, jax.Array]
+
+def _lr_by_name(cfg: Config) -> optax.GradientTransformation:
+    """updates -> -lr x lr_scale(name) x updates (the name from each leaf's state path)."""
+
+    def update(updates, state, params=None):
+        def scale(path, u):
+            keys = tuple(getattr(k, "key", getattr(k, "idx", k)) for k in path)
+            return -cfg.lr * lr_scale(_name(keys), cfg) * u
+
+        return jax.tree_util.tree_map_with_path(scale, updates), state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
 
 
-@struct.dataclass
-class TrainState:
-    """Everything an agent carries between calls (all arrays).
-
-    Fields: params (canonical dict incl. target_q.*), model_opt / pi_opt (optax
-    ScaleByAdamState: count, mu, nu over model / pi.* parameters), scale [] (RunningScale),
-    energy_stats [2] (mean, std of F logits), prev_plan [H, A], key (PRNG key).
-    """
-
-    params: Params
-    model_opt: optax.ScaleByAdamState
-    pi_opt: optax.ScaleByAdamState
-    scale: jax.Array
-    energy_stats: jax.Array
-    prev_plan: jax.Array
-    key: jax.Array
-
-
-def is_pi(name: str) -> bool:
-    return name.startswith("pi.")
-
-
-def is_model(name: str) -> bool:
-    """Parameters of the world-model optimizer: all but pi.* and target_q.*."""
-    return not (is_pi(name) or name.startswith("target_q."))
-
-
-def model_adam() -> optax.GradientTransformation:
-    return optax.scale_by_adam(b1=0.9, b2=0.999, eps=1e-8)
-
-
-def pi_adam() -> optax.GradientTransformation:
-    return optax.scale_by_adam(b1=0.9, b2=0.999, eps=1e-5)
-
-
-def init_state(cfg: Config, params: Mapping[str, jax.Array], key: jax.Array) -> TrainState:
-    """Fresh optimizer state, RunningScale 1, F stats (0, 1), zero warm start."""
-    params = {k: jnp.asarray(v, jnp.float32) for k, v in params.items()}
-    return TrainState(
-        params=params,
-        model_opt=model_adam().init({k: v for k, v in params.items() if is_model(k)}),
-        pi_opt=pi_adam().init({k: v for k, v in params.items() if is_pi(k)}),
-        scale=jnp.float32(1.0),
-        energy_stats=jnp.array([0.0, 1.0], jnp.float32),
-        prev_plan=jnp.zeros((cfg.horizon, cfg.action_dim), jnp.float32),
-        key=key,
+def make_optimizers(model: WorldModel) -> tuple[nnx.Optimizer, nnx.Optimizer]:
+    """(model Adam, policy Adam) over the model's parameter groups."""
+    cfg = model.cfg
+    model_tx = optax.chain(optax.scale_by_adam(b1=0.9, b2=0.999, eps=1e-8), _lr_by_name(cfg))
+    pi_tx = optax.chain(optax.scale_by_adam(b1=0.9, b2=0.999, eps=1e-5), _lr_by_name(cfg))
+    return (
+        nnx.Optimizer(model, model_tx, wrt=_in_group("model")),
+        nnx.Optimizer(model, pi_tx, wrt=_in_group("pi")),
     )
 
 
-def clip_by_global_norm(grads: Params, max_norm: float) -> tuple[Params, jax.Array]:
-    """grads x min(1, max_norm / (norm + 1e-6)) (torch's clip_grad_norm_); returns the norm too."""
+def _clip(grads: nnx.State, max_norm: float) -> tuple[nnx.State, jax.Array]:
+    """grads x min(1, max_norm / (norm + 1e-6)) (torch's clip_grad_norm_); and the norm."""
     norm = optax.tree.norm(grads)
     factor = jnp.minimum(1.0, max_norm / (norm + 1e-6))
     return jax.tree.map(lambda g: g * factor, grads), norm
 
 
-def adam_step(
-    tx: optax.GradientTransformation,
-    opt: optax.ScaleByAdamState,
-    params: Params,
-    grads: Params,
-    lr: Mapping[str, float],
-) -> tuple[Params, optax.ScaleByAdamState]:
-    """params - lr[name] * adam_direction. Shapes: dicts of matching arrays."""
-    direction, opt = tx.update(grads, opt)
-    return {k: params[k] - lr[k] * direction[k] for k in params}, opt
+def _value_and_grad(loss_fn, model: WorldModel, group: str):
+    """(loss_fn(model), aux), d loss / d parameters of optimiser `group` (an nnx.State)."""
+    graphdef, params, rest = nnx.split(model, _in_group(group), ...)
+    return jax.value_and_grad(lambda p: loss_fn(nnx.merge(graphdef, p, rest)), has_aux=True)(params)
+
+
+def polyak(model: WorldModel, tau: float) -> None:
+    """target_q <- target_q + tau (q - target_q), in place."""
+    target, online = model.nets["target_q"], model.nets["q"]
+    new = jax.tree.map(lambda t, o: t + tau * (o - t), nnx.state(target), nnx.state(online))
+    nnx.update(target, new)
 
 
 def update_step(
-    cfg: Config, state: TrainState, batch: Batch, noise: UpdateNoise, with_grads: bool = False
-) -> tuple[TrainState, dict[str, jax.Array], Params]:
-    """One update with the given noise. Returns (new state, metrics, gradients).
+    model: WorldModel,
+    optimizers: tuple[nnx.Optimizer, nnx.Optimizer],
+    batch: DeviceBatch,
+    noise: UpdateNoise,
+    energy_stats: jax.Array,
+    scale: jax.Array,
+    grads_out: dict[str, jax.Array] | None = None,
+) -> tuple[dict[str, jax.Array], jax.Array, jax.Array]:
+    """One update; the model and the optimisers change in place.
 
-    Gradients (canonical names, before clipping; world-model parameters and pi.*) are returned
-    when with_grads, else an empty dict.
+    Args:
+        model, optimizers: the world model and its (model, pi) optimisers.
+        batch, noise: the batch and the update's noise bundle.
+        energy_stats: running (mean, std) of the F logits [2]; scale: RunningScale value [].
+        grads_out: when given, receives the unclipped gradients by canonical name: d total
+            loss for the model group, d pi_loss for pi.* (with Q after the model step).
+
+    Returns:
+        (metrics: UPDATE_METRICS as 0-d arrays, new energy_stats [2], new scale []).
     """
-    params = state.params
-    stats = (state.energy_stats[0], state.energy_stats[1])
-    model_params = {k: v for k, v in params.items() if is_model(k)}
+    cfg = model.cfg
+    optim, pi_optim = optimizers
+    stats = (energy_stats[0], energy_stats[1])
 
-    def wm_loss(mp: Params):
-        return world_model_loss(WorldModel(cfg, {**params, **mp}), batch, noise, stats)
+    def wm_loss(m: WorldModel):
+        return world_model_loss(m, batch, noise, stats)
 
-    (_, aux), grads = jax.value_and_grad(wm_loss, has_aux=True)(model_params)
-    clipped, grad_norm = clip_by_global_norm(grads, cfg.grad_clip_norm)
-    lr = {k: cfg.lr * (cfg.enc_lr_scale if k.startswith("encoder.") else 1.0) for k in grads}
-    model_params, model_opt = adam_step(model_adam(), state.model_opt, model_params, clipped, lr)
-    params = {**params, **model_params}
+    (_, aux), grads = _value_and_grad(wm_loss, model, "model")
+    clipped, grad_norm = _clip(grads, cfg.grad_clip_norm)
+    optim.update(model, clipped)
 
     zs = jax.lax.stop_gradient(aux["zs"])
-    pi_params = {k: v for k, v in params.items() if is_pi(k)}
 
-    def pi_loss(pp: Params):
-        return policy_loss(WorldModel(cfg, {**params, **pp}), zs, batch["task"], noise, state.scale)
+    def pi_loss(m: WorldModel):
+        return policy_loss(m, zs, batch.task, noise, scale)
 
-    (pi_value, pi_info), pi_grads = jax.value_and_grad(pi_loss, has_aux=True)(pi_params)
-    pi_clipped, pi_grad_norm = clip_by_global_norm(pi_grads, cfg.grad_clip_norm)
-    pi_lr = dict.fromkeys(pi_grads, cfg.lr)
-    pi_params, pi_opt = adam_step(pi_adam(), state.pi_opt, pi_params, pi_clipped, pi_lr)
-    params = {**params, **pi_params}
+    (pi_value, pi_info), pi_grads = _value_and_grad(pi_loss, model, "pi")
+    pi_clipped, pi_grad_norm = _clip(pi_grads, cfg.grad_clip_norm)
+    pi_optim.update(model, pi_clipped)
+    polyak(model, cfg.tau)
 
-    for k in [k for k in params if k.startswith("target_q.")]:
-        online = params[k[len("target_") :]]
-        params[k] = params[k] + cfg.tau * (online - params[k])
-
-    mu, sigma = aux["energy_stats"]
-    metrics = {
-        k: aux[k]
-        for k in (
-            "consistency_loss",
-            "reward_loss",
-            "value_loss",
-            "termination_loss",
-            "energy_loss",
-            "score_loss",
-            "total_loss",
-        )
-    }
-    metrics.update(
-        grad_norm=grad_norm,
-        pi_loss=pi_value,
-        pi_grad_norm=pi_grad_norm,
+    if grads_out is not None:
+        for g in (grads, pi_grads):
+            grads_out.update({_name(p): v[...] for p, v in nnx.to_flat_state(g)})
+    mean, std = aux["energy_stats"]
+    values = {
+        **{k: aux[k] for k in (*LOSS_TERMS, "total_loss")},
+        "grad_norm": grad_norm,
+        "pi_loss": pi_value,
+        "pi_grad_norm": pi_grad_norm,
         **pi_info,
-        energy_mean=mu,
-        energy_std=sigma,
-    )
-    new_state = state.replace(
-        params=params,
-        model_opt=model_opt,
-        pi_opt=pi_opt,
-        scale=pi_info["pi_scale"],
-        energy_stats=jnp.stack([mu, sigma]),
-    )
-    all_grads = {**grads, **pi_grads} if with_grads else {}
-    return new_state, metrics, all_grads
-
-
-def train_step(cfg: Config, state: TrainState, batch: Batch) -> tuple[TrainState, dict]:
-    """update_step with its noise drawn from the state's key (inside the jit)."""
-    key, sub = jax.random.split(state.key)
-    noise = draw_update_noise(cfg, sub, batch["action"].shape[1])
-    state, metrics, _ = update_step(cfg, state.replace(key=key), batch, noise)
-    return state, metrics
+        "energy_mean": mean,
+        "energy_std": std,
+    }
+    metrics = {k: values[k] for k in UPDATE_METRICS}
+    return metrics, jnp.stack([mean, std]), pi_info["pi_scale"]

@@ -1,6 +1,7 @@
-"""TD-MPC2's MPPI over the MBDPO value estimate (spec "MPPI"); iterations in one `lax.scan`.
+"""TD-MPC2's MPPI over the MBDPO value estimate (docs/method.md#mppi); the iterations run in
+one `lax.scan`.
 
-Shapes: N samples, P policy trajectories, E elites, H horizon, A action, Z latent.
+Shapes: N samples, P policy rollouts, E elites, H horizon, A action, Z latent.
 """
 
 from __future__ import annotations
@@ -9,13 +10,13 @@ import jax
 import jax.numpy as jnp
 from mbdpo_core.noise import MppiNoise, ValueNoise
 
+from ..value import clean_values, value_estimate
 from ..world_model import WorldModel
-from .diffusion import action_mask, policy_rollouts, warm_start
-from .value import clean_values, value_estimate
+from .common import action_mask, elite_indices, policy_rollouts, warm_start
 
 
 def plan(
-    wm: WorldModel,
+    model: WorldModel,
     z: jax.Array,
     prev_plan: jax.Array,
     t0: jax.Array,
@@ -24,18 +25,18 @@ def plan(
     noise: MppiNoise,
     energy_stats: tuple[jax.Array, jax.Array],
 ) -> tuple[jax.Array, jax.Array]:
-    """One act of MPPI. Elites are ordered by decreasing value.
+    """One act of MPPI; elites ordered by decreasing value.
 
-    Shapes: z [1, Z], prev_plan [H, A], noise as mbdpo_core.noise.MppiNoise
-    -> (action [A], plan [H, A]) with plan the final mean (the next warm start).
+    Shapes: z [1, Z], prev_plan [H, A] -> (action [A], plan [H, A]) with plan the final mean
+    (the next warm start).
     """
-    cfg = wm.cfg
-    mask = action_mask(wm, task)
+    cfg = model.cfg
+    mask = action_mask(model, task)
     N = cfg.num_samples
     P = min(cfg.num_pi_trajs, N)
     E = min(cfg.num_elites, N)
     H, A = cfg.horizon, cfg.action_dim
-    pi_trajs = policy_rollouts(wm, z, task, noise.pi_eps[:, :P], mask) if P > 0 else None
+    pi_trajs = policy_rollouts(model, z, task, noise.pi_eps[:, :P], mask) if P > 0 else None
     mean = warm_start(prev_plan, t0)
     std = jnp.full((H, A), cfg.max_std, jnp.float32)
 
@@ -45,11 +46,10 @@ def plan(
         sampled = jnp.clip(mean + std * sample_eps, -1.0, 1.0)
         actions = sampled if pi_trajs is None else jnp.concatenate([pi_trajs, sampled], axis=0)
         actions = actions * mask
-        v = value_estimate(
-            wm, z, actions, task, ValueNoise(value_pi_eps, value_q_pair), energy_stats
-        )
-        v_elite, idx = jax.lax.top_k(clean_values(v[:, 0]), E)
-        a_elite = actions[idx]
+        vnoise = ValueNoise(value_pi_eps, value_q_pair)
+        v = clean_values(value_estimate(model, z, actions, task, vnoise, energy_stats)[:, 0])
+        idx = elite_indices(v, E)
+        v_elite, a_elite = v[idx], actions[idx]
         w = jnp.exp(cfg.temperature * (v_elite - jnp.max(v_elite)))
         w = w / jnp.sum(w)
         mean = jnp.einsum("e,eha->ha", w, a_elite) / (jnp.sum(w) + 1e-9)

@@ -1,4 +1,5 @@
-"""Policy-prior planner (spec "Policy planner"): no search, the prior's mean or a sample.
+"""The policy-prior planner (docs/method.md#policy-planner): no search, the prior's mean
+(evaluation) or a sample (training).
 
 Shapes: Z latent, A action, H horizon.
 """
@@ -10,11 +11,11 @@ import jax.numpy as jnp
 from mbdpo_core.noise import PolicyNoise
 
 from ..world_model import WorldModel
-from .diffusion import action_mask
+from .common import action_mask
 
 
 def plan(
-    wm: WorldModel,
+    model: WorldModel,
     z: jax.Array,
     prev_plan: jax.Array,
     t0: jax.Array,
@@ -23,12 +24,11 @@ def plan(
     noise: PolicyNoise,
     energy_stats: tuple[jax.Array, jax.Array],
 ) -> tuple[jax.Array, jax.Array]:
-    """Eval: the squashed mean (masked); training: a sample with noise.action_eps.
-
-    `t0` and `energy_stats` are accepted for the uniform planner signature and unused.
+    """Eval: the squashed mean (masked); training: a sample with noise.action_eps. `t0` and
+    `energy_stats` are unused (the planners' common signature).
 
     Shapes: z [1, Z], prev_plan [H, A] -> (action [A], prev_plan [H, A] unchanged).
     """
-    action, info = wm.pi(z[0], task, noise.action_eps)
-    mean = info["mean"] * action_mask(wm, task)
+    action, info = model.pi(z[0], task, noise.action_eps)
+    mean = info["mean"] * action_mask(model, task)
     return jnp.where(eval_mode, mean, action), prev_plan
