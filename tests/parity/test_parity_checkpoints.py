@@ -1,13 +1,16 @@
 """Cross-backend checkpoints: a checkpoint written by one backend loads into the other with
 identical arrays, and both then choose the same evaluation actions from the same noise."""
 
+from pathlib import Path
+
 import mbdpo_jax
 import mbdpo_torch
 import numpy as np
 import pytest
 from mbdpo_core.buffer import EpisodeRecorder, ReplayBuffer
-from mbdpo_core.config.load import load_config
-from mbdpo_core.noise import draw_diffusion_noise
+from mbdpo_core.checkpoint import load_checkpoint
+from mbdpo_core.config.load import config_from_dict, load_config
+from mbdpo_core.noise import draw_numpy
 
 BACKENDS = {"torch": mbdpo_torch.Agent, "jax": mbdpo_jax.Agent}
 ACT_TOL = 1e-4
@@ -38,7 +41,9 @@ def eval_actions(agent, cfg, seed=5, steps=3):
     out = []
     for i in range(steps):
         obs = rng.standard_normal(cfg.obs_shape).astype(np.float32)
-        out.append(agent.plan_with_noise(obs, i == 0, True, None, draw_diffusion_noise(cfg, rng)))
+        out.append(
+            agent.plan_with_noise(obs, i == 0, True, None, draw_numpy("diffusion", cfg, rng))
+        )
     return np.stack(out)
 
 
@@ -78,3 +83,37 @@ def test_checkpoint_crosses_backends(source, target, tmp_path, tiny, random_para
 def test_trained_checkpoint_gives_same_eval_actions(source, target, tmp_path, tiny):
     """A few hundred updates on a small replay buffer, then the other backend takes over."""
     roundtrip(load_config(tiny), source, target, tmp_path, train_steps=TRAIN_STEPS)
+
+
+RELEASE_0_1 = Path(__file__).parent / "data"
+"""Checkpoints written by mbdpo 0.1.0 (commit a4fc46a, before issue 9) with RELEASE_OVERRIDES,
+after two updates and one act (so moments, counters, statistics and the warm start are set)."""
+RELEASE_OVERRIDES = (
+    "preset=cpu",
+    "mlp_dim=32",
+    "latent_dim=16",
+    "enc_dim=32",
+    "num_q=2",
+    "batch_size=8",
+    "diffusion_num_samples=32",
+    "diffusion_num_elites=8",
+    "diffusion_num_pi_trajs=4",
+    "diffusion_steps=5",
+    "task=cartpole-balance",
+)
+
+
+@pytest.mark.parametrize("writer", ["torch", "jax"])
+@pytest.mark.parametrize("reader", ["torch", "jax"])
+def test_checkpoints_of_the_previous_release_load(writer, reader):
+    stem = RELEASE_0_1 / f"release-0.1-{writer}"
+    arrays, meta = load_checkpoint(stem)
+    assert config_from_dict(meta["config"]).energy_eta == 0.01  # saved as contrastive_eta
+    agent = BACKENDS[reader](load_config(list(RELEASE_OVERRIDES)))
+    assert agent.load(stem)["backend"] == writer
+    state_arrays, state_meta = agent.state_dict()
+    assert set(state_arrays) == set(arrays)
+    for name, value in arrays.items():
+        np.testing.assert_array_equal(state_arrays[name], value, err_msg=name)
+    for key in ("optim_step", "running_scale", "energy_stats"):
+        assert state_meta[key] == meta[key], key

@@ -30,16 +30,10 @@ def module_outputs(cfg, params, backend, data):
         if cfg.episodic:
             out["termination"] = ref.termination(params, cfg, d["z"], t)
     else:
-        if backend == "torch":
-            agent = mbdpo_torch.Agent(cfg)
-            agent.import_params(params)
-            wm = agent.model
-            conv = torch.as_tensor
-        else:
-            agent = mbdpo_jax.Agent(cfg)
-            agent.import_params(params)
-            wm = agent.world_model()
-            conv = jnp.asarray
+        agent = (mbdpo_torch if backend == "torch" else mbdpo_jax).Agent(cfg)
+        agent.import_params(params)
+        wm = agent.model
+        conv = torch.as_tensor if backend == "torch" else jnp.asarray
         c = {k: None if v is None else conv(v) for k, v in d.items()}
         t = c["task"]
         with torch.no_grad():

@@ -2,27 +2,29 @@
 policy): the same canonical parameters and numpy noise give the same action and warm-start plan
 in torch, JAX and the numpy oracle."""
 
+from functools import partial
+
 import mbdpo_jax
 import mbdpo_torch
 import numpy as np
 import pytest
 from mbdpo_core.config.load import load_config
-from mbdpo_core.noise import draw_diffusion_noise, draw_mppi_noise, draw_policy_noise
+from mbdpo_core.noise import draw_numpy
 from mbdpo_core.reference import model as ref_model
 from mbdpo_core.reference import planning as ref
 
 CASES = {
-    "diffusion_mc": (["planner=diffusion"], draw_diffusion_noise, ref.diffusion_plan),
+    "diffusion_mc": (["planner=diffusion"], partial(draw_numpy, "diffusion"), ref.diffusion_plan),
     "diffusion_score_only": (
         ["planner=diffusion", "use_score_network=true", "score_only_inference=true"],
-        draw_diffusion_noise,
+        partial(draw_numpy, "diffusion"),
         ref.diffusion_plan,
     ),
-    "mppi": (["planner=mppi"], draw_mppi_noise, ref.mppi_plan),
-    "policy": (["planner=policy"], draw_policy_noise, ref.policy_plan),
+    "mppi": (["planner=mppi"], partial(draw_numpy, "mppi"), ref.mppi_plan),
+    "policy": (["planner=policy"], partial(draw_numpy, "policy"), ref.policy_plan),
     "diffusion_multitask": (
         ["planner=diffusion", "task=mt30", "task_dim=8"],
-        draw_diffusion_noise,
+        partial(draw_numpy, "diffusion"),
         ref.diffusion_plan,
     ),
 }
