@@ -1,7 +1,9 @@
 """Speed of act and update per backend: ms per call and achieved GFLOP/s.
 
-JSON fields per result: act_ms / update_ms (median), act_gflops / update_gflops (achieved
-GFLOP/s, comparable to matmul_gflops), act_gflop / update_gflop (analytic GFLOP per call),
+JSON fields per result: act_ms / update_ms (median), act_units / update_units (the same in
+"matmul units": the time over one float32 1024x1024 matmul timed in the same process, the figure
+that compares across machines), act_gflops / update_gflops (achieved GFLOP/s, comparable to
+matmul_gflops), act_gflop / update_gflop (analytic GFLOP per call),
 act_first_ms / update_first_ms (first call: JAX tracing + compilation, torch warm-up).
 
 For each backend present (torch, jax), model size (1, 5) and observation/action dims
@@ -185,7 +187,9 @@ def prepare_weights(agent, cfg: Config, mode: str, updates: int, rng: np.random.
         agent.update(random_batch(cfg, rng))
 
 
-def run_one(backend: str, size: int, dims: tuple[int, int], args: argparse.Namespace) -> dict:
+def run_one(
+    backend: str, size: int, dims: tuple[int, int], args: argparse.Namespace, matmul_ms: float
+) -> dict:
     module = importlib.import_module(f"mbdpo_{backend}")  # lazy: only the requested backends
     overrides = [
         f"task={task_for(*dims)}",
@@ -212,6 +216,8 @@ def run_one(backend: str, size: int, dims: tuple[int, int], args: argparse.Names
         "action_dim": dims[1],
         "act_ms": act_s * 1e3,
         "update_ms": update_s * 1e3,
+        "act_units": act_s * 1e3 / matmul_ms,
+        "update_units": update_s * 1e3 / matmul_ms,
         "act_gflops": act_gflop / act_s,
         "update_gflops": update_gflop / update_s,
         "act_gflop": act_gflop,
@@ -300,26 +306,30 @@ def main(argv: list[str] | None = None) -> None:
     if not backends:
         raise SystemExit("No backend installed: install mbdpo-torch and/or mbdpo-jax.")
     matmul = matmul_gflops()
+    matmul_ms = 2 * 1024**3 / matmul / 1e6
     results = []
     for backend in backends:
         for size in args.model_size or (1, 5):
             for dims in args.dims or DEFAULT_DIMS:
-                row = run_one(backend, size, dims, args)
+                row = run_one(backend, size, dims, args, matmul_ms)
                 results.append(row)
                 if not args.json:
                     print(
                         f"{backend:5s} size {size:3d} {dims[0]:3d}/{dims[1]:2d}: "
-                        f"act {row['act_ms']:8.1f} ms ({row['act_gflop']:6.1f} GFLOP, "
+                        f"act {row['act_ms']:8.1f} ms = {row['act_units']:6.1f} units "
+                        f"({row['act_gflop']:6.1f} GFLOP, "
                         f"{row['act_gflops']:5.1f} GFLOP/s, first {row['act_first_ms']:.0f} ms)  "
-                        f"update {row['update_ms']:7.1f} ms ({row['update_gflop']:5.1f} GFLOP, "
+                        f"update {row['update_ms']:7.1f} ms = {row['update_units']:5.1f} units "
+                        f"({row['update_gflop']:5.1f} GFLOP, "
                         f"{row['update_gflops']:5.1f} GFLOP/s, "
                         f"first {row['update_first_ms']:.0f} ms)",
                         flush=True,
                     )
     if args.json:
-        print(json.dumps({"matmul_gflops": matmul, "results": results}))
+        print(json.dumps({"matmul_gflops": matmul, "matmul_ms": matmul_ms, "results": results}))
     else:
-        print(f"float32 1024x1024 matmul: {matmul:.1f} GFLOP/s", file=sys.stderr)
+        line = f"float32 1024x1024 matmul: {matmul:.1f} GFLOP/s = {matmul_ms:.2f} ms (1 unit)"
+        print(line, file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -63,7 +63,8 @@ CONTROL_MODES = {
     "pick-ycb": "pd_ee_delta_pose",
     "turn-faucet": "pd_ee_delta_pose",
 }
-"""Controller per task (anatomy 7.4): end-effector position, or position + rotation, deltas."""
+"""Controller per task: end-effector position, or position + rotation, deltas
+(docs/design.md#configuration)."""
 
 SPARSE_ONLY = ("TurnFaucet-v1",)
 RENDER_SIZE = 384

@@ -2,8 +2,8 @@
 
 Observations are zero-padded at the end to the set's widest observation and actions are given at
 the set's widest action, of which only the current task's first `action_dims[task]` entries reach
-the simulator (anatomy 7.1). The task is chosen at reset; its index is the task id of the
-datasets and of the agent's task embedding.
+the simulator (docs/design.md#configuration). The task is chosen at reset; its index is the
+task id of the datasets and of the agent's task embedding.
 """
 
 from __future__ import annotations
