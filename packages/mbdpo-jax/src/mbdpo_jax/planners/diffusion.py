@@ -52,14 +52,19 @@ def plan(
 
         x, _ = jax.lax.scan(step, x, levels)
     else:
+        I, H, _, A = noise.pi_eps.shape
+        rollouts = noise.pi_eps  # every level's rollouts in one batch: [I, P, H, A]
+        if P > 0:
+            eps = jnp.swapaxes(noise.pi_eps, 0, 1).reshape(H, I * P, A)
+            rollouts = policy_rollouts(model, z, task, eps, mask).reshape(I, P, H, A)
 
         def step(x, level):
-            _, ab_t, alpha_t, sample_eps, pi_eps, value_pi_eps, value_q_pair = level
+            _, ab_t, alpha_t, sample_eps, level_rollouts, value_pi_eps, value_q_pair = level
             m = x / jnp.sqrt(ab_t)
             s = jnp.sqrt((1.0 - ab_t) / ab_t)
             samples = jnp.clip(mask * (m + s * sample_eps), -1.0, 1.0)
             if P > 0:
-                samples = samples.at[:P].set(policy_rollouts(model, z, task, pi_eps, mask))
+                samples = samples.at[:P].set(level_rollouts)
             vnoise = ValueNoise(value_pi_eps, value_q_pair)
             v = clean_values(value_estimate(model, z, samples, task, vnoise, energy_stats)[:, 0])
             a_bar = weighted_mean(v, samples, E, cfg.diffusion_temperature)
@@ -67,7 +72,7 @@ def plan(
             x = (x + (1.0 - ab_t) * score) / jnp.sqrt(alpha_t)
             return x * mask, None
 
-        xs = (*levels, noise.sample_eps, noise.pi_eps, noise.value_pi_eps, noise.value_q_pair)
+        xs = (*levels, noise.sample_eps, rollouts, noise.value_pi_eps, noise.value_q_pair)
         x, _ = jax.lax.scan(step, x, xs)
     plan = jnp.clip(mask * x, -1.0, 1.0)
     action = plan[0]

@@ -49,16 +49,18 @@ def plan(
     mask = action_mask(model, task)
     x = torch.sqrt(ab[T - 1]) * warm_start(prev_plan, t0) * mask
     heads = None if cfg.score_only_inference else PlanningHeads(model, z, task, energy_stats)
+    I, H, P, A = noise.pi_eps.shape
+    if heads is not None and P > 0:  # every level's rollouts in one batch: [I, P, H, A]
+        eps = noise.pi_eps.transpose(0, 1).reshape(H, I * P, A)
+        rollouts = policy_rollouts(model, z, task, eps, mask).reshape(I, P, H, A)
     for i, tau in enumerate(range(T - 1, 0, -1)):
         if heads is None:
             score = model.score(z, x[None], tau, task)[0]
         else:
             m, s = x / torch.sqrt(ab[tau]), torch.sqrt((1.0 - ab[tau]) / ab[tau])
             samples = torch.clamp(mask * (m + s * noise.sample_eps[i]), -1.0, 1.0)  # [N, H, A]
-            P = noise.pi_eps.shape[2]
             if P > 0:
-                rollouts = policy_rollouts(model, z, task, noise.pi_eps[i], mask)
-                samples = torch.cat([rollouts, samples[P:]], dim=0)
+                samples = torch.cat([rollouts[i], samples[P:]], dim=0)
             v = heads.value(samples, ValueNoise(noise.value_pi_eps[i], noise.value_q_pair[i]))
             a_bar = weighted_mean(
                 clean_values(v[:, 0]), samples, cfg.diffusion_num_elites, cfg.diffusion_temperature
