@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 from mbdpo_core.config.schema import Config
+from mbdpo_core.heads import HeadCalls
 from mbdpo_core.params import action_masks, conv_layers, module_layers
 
 from .layers import MLP, ConvEncoder, TaskEmbedding, _mlp
@@ -25,7 +26,7 @@ from .math import time_embedding
 _HALF_LOG_2PI = 0.5 * float(np.log(2.0 * np.pi))
 
 
-class WorldModel(nnx.Module):
+class WorldModel(HeadCalls, nnx.Module):
     """encode / next / reward / termination / pi / Q / F / score (mbdpo_core.protocols).
 
     `task` is an int array broadcastable to the leading dims of the latent, or None
@@ -46,7 +47,7 @@ class WorldModel(nnx.Module):
             nets["task_emb"] = TaskEmbedding(cfg.n_tasks, cfg.task_dim)
         self.nets = nnx.Dict(nets)
 
-    def _parts(self, x: jax.Array, task: jax.Array | None, *rest: jax.Array) -> list[jax.Array]:
+    def _inputs(self, x: jax.Array, task: jax.Array | None, *rest: jax.Array) -> list[jax.Array]:
         """The inputs [x, e, *rest] of a first layer (e only when multi-task), unconcatenated."""
         if not self.cfg.multitask:
             return [x, *rest]
@@ -61,30 +62,6 @@ class WorldModel(nnx.Module):
             return jnp.ones(self.cfg.action_dim, jnp.float32)
         return jnp.asarray(action_masks(self.cfg))[task]
 
-    def encode(self, obs: jax.Array, task: jax.Array | None) -> jax.Array:
-        """Shapes: obs [..., O] (rgb: [..., C, 64, 64]) -> z [..., Z] (SimNorm)."""
-        if self.cfg.obs == "rgb":
-            return self.nets["encoder"](obs)
-        return self.nets["encoder"](self._parts(obs, task))
-
-    def next(self, z: jax.Array, a: jax.Array, task: jax.Array | None) -> jax.Array:
-        """Latent dynamics. Shapes: z [..., Z], a [..., A] -> [..., Z]."""
-        return self.nets["dynamics"](self._parts(z, task, a))
-
-    def reward(self, z: jax.Array, a: jax.Array, task: jax.Array | None) -> jax.Array:
-        """Reward logits. Shapes: z [..., Z], a [..., A] -> [..., Kb]."""
-        return self.nets["reward"](self._parts(z, task, a))
-
-    def termination(self, z: jax.Array, task: jax.Array | None) -> jax.Array:
-        """Termination logit (episodic only). Shapes: z [..., Z] -> [..., 1]."""
-        if "termination" not in self.nets:
-            raise RuntimeError("termination() needs episodic=true (no termination head built).")
-        return self.nets["termination"](self._parts(z, task))
-
-    def F(self, z: jax.Array, a: jax.Array, task: jax.Array | None) -> jax.Array:
-        """Energy logit (docs/method.md#energy-head). Shapes: z [..., Z], a [..., A] -> [..., 1]."""
-        return self.nets["energy"](self._parts(z, task, a))
-
     def score(
         self, z: jax.Array, x: jax.Array, tau: jax.Array, task: jax.Array | None
     ) -> jax.Array:
@@ -94,7 +71,7 @@ class WorldModel(nnx.Module):
         """
         flat = x.reshape(*x.shape[:-2], x.shape[-2] * x.shape[-1])
         temb = time_embedding(tau, self.cfg.diffusion_time_embed_dim)
-        out = self.nets["score"](self._parts(z, task, flat, temb))
+        out = self.nets["score"](self._inputs(z, task, flat, temb))
         return out.reshape(*out.shape[:-1], *x.shape[-2:])
 
     def pi(
@@ -106,7 +83,7 @@ class WorldModel(nnx.Module):
         log_std [..., A], entropy [..., 1], scaled_entropy [..., 1].
         """
         cfg, A = self.cfg, self.cfg.action_dim
-        out = self.nets["pi"](self._parts(z, task))
+        out = self.nets["pi"](self._inputs(z, task))
         mean, raw = out[..., :A], out[..., A:]
         lo, hi = cfg.log_std_min, cfg.log_std_max
         log_std = lo + 0.5 * (hi - lo) * (jnp.tanh(raw) + 1.0)
@@ -151,4 +128,4 @@ class WorldModel(nnx.Module):
         Shapes: z [..., Z], a [..., A], keep [Nq or m, ..., M] -> [Nq or m, ..., Kb].
         """
         ens = self.nets["target_q" if target else "q"]
-        return _mlp(ens, self._parts(z, task, a), keep, self.cfg.dropout, members, detach)
+        return _mlp(ens, self._inputs(z, task, a), keep, self.cfg.dropout, members, detach)

@@ -17,6 +17,7 @@ import math
 import torch
 import torch.nn.functional as F
 from mbdpo_core.config.schema import Config
+from mbdpo_core.heads import HeadCalls
 from mbdpo_core.params import action_masks, module_layers
 from torch import nn
 
@@ -27,7 +28,7 @@ from .math import time_embedding
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
-class WorldModel(nn.Module):
+class WorldModel(HeadCalls, nn.Module):
     """encode / next / reward / termination / pi / Q / F / score (mbdpo_core.protocols)."""
 
     def __init__(self, cfg: Config) -> None:
@@ -63,30 +64,6 @@ class WorldModel(nn.Module):
         if task is None or not self.cfg.multitask:
             return torch.ones(self.cfg.action_dim, device=self.masks.device)
         return self.masks[task]
-
-    def encode(self, obs: torch.Tensor, task: torch.Tensor | None) -> torch.Tensor:
-        """Shapes: obs [..., O] (rgb: [..., 9, 64, 64] uint8) -> z [..., Z]."""
-        if self.cfg.obs == "rgb":
-            return self.nets["encoder"](obs)
-        return self.nets["encoder"](self._inputs(obs, task))
-
-    def next(self, z: torch.Tensor, a: torch.Tensor, task: torch.Tensor | None) -> torch.Tensor:
-        """Latent dynamics. Shapes: z [..., Z], a [..., A] -> [..., Z]."""
-        return self.nets["dynamics"](self._inputs(z, task, a))
-
-    def reward(self, z: torch.Tensor, a: torch.Tensor, task: torch.Tensor | None) -> torch.Tensor:
-        """Reward logits. Shapes: z [..., Z], a [..., A] -> [..., Kb]."""
-        return self.nets["reward"](self._inputs(z, task, a))
-
-    def termination(self, z: torch.Tensor, task: torch.Tensor | None) -> torch.Tensor:
-        """Termination logit (episodic only). Shapes: z [..., Z] -> [..., 1]."""
-        if "termination" not in self.nets:
-            raise RuntimeError("termination() needs episodic=true (no termination head built).")
-        return self.nets["termination"](self._inputs(z, task))
-
-    def F(self, z: torch.Tensor, a: torch.Tensor, task: torch.Tensor | None) -> torch.Tensor:
-        """Energy logit (docs/method.md#energy-head). Shapes: z [..., Z], a [..., A] -> [..., 1]."""
-        return self.nets["energy"](self._inputs(z, task, a))
 
     def score(
         self, z: torch.Tensor, x: torch.Tensor, tau: torch.Tensor | int, task: torch.Tensor | None
