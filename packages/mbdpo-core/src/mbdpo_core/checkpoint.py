@@ -11,16 +11,9 @@ fsync of the directory). The JSON is written last, so a checkpoint is complete e
 JSON exists; a stale JSON is removed before its arrays are replaced, so an interrupted overwrite
 leaves an incomplete checkpoint rather than a mismatched pair.
 
-Array names of an agent state:
-
-- `params/<canonical name>` (mbdpo_core.params naming, incl. `target_q.*`), float32;
-- `optim/model/<name>/exp_avg`, `optim/model/<name>/exp_avg_sq`: world-model Adam moments;
-- `optim/pi/<name>/exp_avg`, `optim/pi/<name>/exp_avg_sq`: policy Adam moments;
-- `agent/prev_plan`: the planner's warm start [H, A].
-
-Meta keys (JSON-ready): `format_version` (filled in on load), `backend` ("torch" | "jax"),
-`config` (dict), step counters, `optim_step` {"model", "pi"}, `running_scale`, `energy_stats`
-{"mean", "std"}, `rng` (backend-specific, may be absent), plus what the loop adds (e.g. `loop`).
+The arrays and meta of an agent's state are laid out by mbdpo_core.agent_state (the one home
+of that layout); the loops add their own meta (e.g. `loop`). See
+docs/design.md#agent-state-and-checkpoints.
 """
 
 from __future__ import annotations
