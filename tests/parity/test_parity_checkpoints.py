@@ -86,30 +86,18 @@ def test_trained_checkpoint_gives_same_eval_actions(source, target, tmp_path, ti
 
 
 RELEASE_0_1 = Path(__file__).parent / "data"
-"""Checkpoints written by mbdpo 0.1.0 (commit a4fc46a, before issue 9) with RELEASE_OVERRIDES,
-after two updates and one act (so moments, counters, statistics and the warm start are set)."""
-RELEASE_OVERRIDES = (
-    "preset=cpu",
-    "mlp_dim=32",
-    "latent_dim=16",
-    "enc_dim=32",
-    "num_q=2",
-    "batch_size=8",
-    "diffusion_num_samples=32",
-    "diffusion_num_elites=8",
-    "diffusion_num_pi_trajs=4",
-    "diffusion_steps=5",
-    "task=cartpole-balance",
-)
+"""Checkpoints written by mbdpo 0.1.0 (commit a4fc46a, before issue 9) with the tiny config on
+cartpole-balance, after two updates and one act (so moments, counters, statistics and the warm
+start are set)."""
 
 
 @pytest.mark.parametrize("writer", ["torch", "jax"])
 @pytest.mark.parametrize("reader", ["torch", "jax"])
-def test_checkpoints_of_the_previous_release_load(writer, reader):
+def test_checkpoints_of_the_previous_release_load(writer, reader, tiny):
     stem = RELEASE_0_1 / f"release-0.1-{writer}"
     arrays, meta = load_checkpoint(stem)
     assert config_from_dict(meta["config"]).energy_eta == 0.01  # saved as contrastive_eta
-    agent = BACKENDS[reader](load_config(list(RELEASE_OVERRIDES)))
+    agent = BACKENDS[reader](load_config([*tiny, "task=cartpole-balance"]))
     assert agent.load(stem)["backend"] == writer
     state_arrays, state_meta = agent.state_dict()
     assert set(state_arrays) == set(arrays)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from mbdpo_core.batch import Batch
 from mbdpo_core.config import load_config
+from mbdpo_core.metrics import LOSS_TERMS
 from mbdpo_core.noise import draw_numpy
 from mbdpo_core.params import init_params
 from mbdpo_core.reference import model, noise_schedule, policy_loss, polyak, world_model_losses
@@ -52,17 +53,7 @@ def at_init():
 
 def test_losses_finite_and_shapes(at_init):
     cfg, _, _, _, out = at_init
-    for key in (
-        "consistency_loss",
-        "reward_loss",
-        "value_loss",
-        "termination_loss",
-        "energy_loss",
-        "score_loss",
-        "total_loss",
-        "energy_mean",
-        "energy_std",
-    ):
+    for key in (*LOSS_TERMS, "total_loss", "energy_mean", "energy_std"):
         assert isinstance(out[key], float) and math.isfinite(out[key]), key
     assert out["zs"].shape == (cfg.horizon + 1, cfg.batch_size, cfg.latent_dim)
     assert out["td"].shape == (cfg.horizon, cfg.batch_size, 1)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from mbdpo_core.batch import Batch
 from mbdpo_core.config.load import load_config
+from mbdpo_core.metrics import LOSS_TERMS
 from mbdpo_core.noise import draw_numpy
 from mbdpo_core.reference import losses as ref
 from mbdpo_jax import WorldModel
@@ -31,17 +32,7 @@ VARIANTS = {
     "published": ["energy_pairing=published", "task=mt30", "task_dim=8"],
     "score": ["use_score_network=true"],
 }
-LOSSES = (
-    "consistency_loss",
-    "reward_loss",
-    "value_loss",
-    "termination_loss",
-    "energy_loss",
-    "score_loss",
-    "total_loss",
-    "energy_mean",
-    "energy_std",
-)
+LOSSES = (*LOSS_TERMS, "total_loss", "energy_mean", "energy_std")
 
 
 def random_batch(cfg, rng):
