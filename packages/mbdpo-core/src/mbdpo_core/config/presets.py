@@ -30,7 +30,7 @@ PRESETS: dict[str, dict[str, object]] = {
         "steps": 20000,
         "eval_freq": 5000,
         "eval_episodes": 2,
-        "save_every": 10000,
+        "save_every": 2500,
     },
 }
 """preset name -> config values it sets (below explicit user overrides)."""

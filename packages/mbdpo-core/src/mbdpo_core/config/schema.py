@@ -25,9 +25,12 @@ class Config:
     seed_steps: int | None
     run_dir: str | None
     resume: bool
+    resume_from: str | None
+    allow_backend_switch: bool
     eval_freq: int
     eval_episodes: int
     save_every: int
+    keep_checkpoints: int
     # world-model training
     batch_size: int
     buffer_size: int
