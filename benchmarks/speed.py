@@ -198,7 +198,7 @@ def run_one(
         f"batch_size={args.batch_size}",
         f"device={args.device}",
     ]
-    cfg = load_config(overrides, backend=backend)
+    cfg = load_config(overrides, gpu_available=module.gpu_available(), backend=backend)
     agent = module.Agent(cfg)
     rng = np.random.default_rng(0)
     prepare_weights(agent, cfg, args.weights, args.train_updates, rng)

@@ -4,7 +4,14 @@ import dataclasses
 import re
 
 import pytest
-from mbdpo_core.config import MODEL_SIZES, Config, config_from_dict, config_to_dict, load_config
+from mbdpo_core.config import (
+    MODEL_SIZES,
+    Config,
+    config_from_dict,
+    config_to_dict,
+    load_config,
+    parse_overrides,
+)
 from mbdpo_core.config.load import DEFAULT_YAML
 from mbdpo_core.errors import ConfigError, UnknownTaskError
 
@@ -95,9 +102,72 @@ def test_saved_config_of_the_previous_release_still_reads():
     for k in ("coef", "eta", "clip", "momentum", "neg_noise"):
         old[f"contrastive_{k}"] = old.pop(f"energy_{k}")
     old["checkpoint"] = None
+    for key in ("resume_from", "allow_backend_switch", "keep_checkpoints"):  # added since
+        del old[key]
     assert config_from_dict(old) == load_config([])
+    del old["lr"]
+    with pytest.raises(ConfigError, match=re.escape("Saved config lacks the keys ['lr']")):
+        config_from_dict(old)
 
 
 def test_removed_checkpoint_key_is_an_error():
     with pytest.raises(ConfigError, match="Unknown config key 'checkpoint'"):
         load_config(["checkpoint=runs/x"])
+
+
+@pytest.mark.parametrize(
+    "override, literal",
+    [
+        ("run_dir=a,b", """'run_dir="a,b"'"""),
+        ("seed=range(1,3)", """'seed="range(1,3)"'"""),
+        ("run_dir=glob(*)", """'run_dir="glob(*)"'"""),
+        ("lr=interval(0,1)", """'lr="interval(0,1)"'"""),
+        ("planner=choice(mppi,policy)", """'planner="choice(mppi,policy)"'"""),
+    ],
+)
+def test_a_sweep_override_is_refused_and_says_how_to_quote(override, literal):
+    with pytest.raises(ConfigError) as err:
+        load_config([override])
+    message = str(err.value)
+    assert f"Override {override!r} is a Hydra sweep" in message
+    assert "apps/train runs one configuration" in message
+    assert message.endswith(f"quote it: {literal}.")
+
+
+def test_the_quoting_the_sweep_error_suggests_gives_the_literal_value():
+    with pytest.raises(ConfigError) as err:
+        parse_overrides(["run_dir=a,b"])
+    suggested = str(err.value).rsplit("quote it: ", 1)[1].rstrip(".")
+    argv_word = suggested[1:-1]  # what the shell passes for '...'
+    assert argv_word == 'run_dir="a,b"'
+    assert load_config([argv_word]).run_dir == "a,b"
+    assert parse_overrides(["run_dir='a,b'"]) == {"run_dir": "a,b"}
+    assert parse_overrides([r"run_dir=a\,b"]) == {"run_dir": "a,b"}
+
+
+@pytest.mark.parametrize("override", ["run_dir=[a,b]", "task={a:1}"])
+def test_a_list_or_dict_override_is_refused(override):
+    with pytest.raises(ConfigError, match=re.escape(f"Override {override!r} gives a")):
+        parse_overrides([override])
+
+
+def test_parsed_values_are_plain_python():
+    overrides = [
+        "task=walker-walk",
+        "run_dir=runs/x y",
+        'run_dir="a,b"',
+        "seed=3",
+        "lr=3e-4",
+        "resume=true",
+        "seed_steps=null",
+        "steps=int(2.0)",
+        "resume_from=step_500",
+    ]
+    for text in overrides:
+        (value,) = parse_overrides([text]).values()
+        assert type(value) in (str, int, float, bool, type(None)), text
+    cfg = load_config(['run_dir="a,b"', "seed=3", "lr=3e-4", "steps=int(2000)"])
+    for field in dataclasses.fields(cfg):
+        value = getattr(cfg, field.name)
+        items = value if isinstance(value, tuple) else (value,)
+        assert all(type(v) in (str, int, float, bool, type(None)) for v in items), field.name

@@ -1,8 +1,11 @@
 """Task registry: set sizes, dataset order, lookups and error messages."""
 
+import re
+
 import pytest
 from mbdpo_core import tasks
-from mbdpo_core.errors import UnknownTaskError
+from mbdpo_core.config import load_config
+from mbdpo_core.errors import ConfigError, UnknownTaskError
 
 EXPECTED_SIZES = {
     "mt30": 30,
@@ -107,3 +110,34 @@ def test_unknown_task_without_close_match_lists_valid_choices():
     message = str(err.value)
     assert "Did you mean" not in message
     assert "walker-walk" in message and "mt80" in message
+
+
+GROUPS = ["dmcontrol", "metaworld", "maniskill", "myosuite", "locomotion", "visual"]
+
+
+@pytest.mark.parametrize("name", GROUPS)
+def test_a_task_group_is_not_a_task_and_says_what_to_give(name):
+    with pytest.raises(ConfigError) as err:
+        load_config([f"task={name}"])
+    assert not isinstance(err.value, UnknownTaskError)  # it is registered, just not a task
+    message = str(err.value)
+    size = EXPECTED_SIZES[name]
+    assert f"task={name} names a group of {size} tasks to run one at a time" in message
+    assert tasks.TASK_SETS[name][0] in message and "(mt30, mt80)" in message
+
+
+def test_every_name_an_unknown_task_error_lists_as_valid_is_accepted():
+    with pytest.raises(UnknownTaskError) as err:
+        load_config(["task=zzz"])
+    listed = re.findall(r"\(([^()]*)\)", str(err.value))
+    names = [n for group in listed for n in group.split(", ")]
+    assert "visual" not in names and "locomotion" not in names
+    assert len(names) == 104 + 2 and "mt80" in names and "walker-walk" in names
+    for name in names:
+        assert load_config([f"task={name}"]).task == name
+
+
+def test_rgb_suites_match_the_environment_adapters():
+    make = pytest.importorskip("mbdpo_envs.make")
+    rgb = {suite for suite, adapter in make.SUITES.items() if "rgb" in adapter.obs_modes}
+    assert set(tasks.RGB_SUITES) == rgb == {"dmcontrol"}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import UnknownTaskError, suggest
+from .errors import ConfigError, UnknownTaskError, suggest
 
 
 @dataclass(frozen=True)
@@ -183,6 +183,10 @@ TASK_SETS: dict[str, list[str]] = {
 mt80 are multi-task training sets; the others group tasks for benchmarks and sweeps."""
 
 MULTITASK_SETS = ("mt30", "mt80")
+"""The task sets that `task=` accepts: one multi-task model over all their tasks."""
+
+RGB_SUITES = ("dmcontrol",)
+"""Suites whose tasks render pixel observations (obs=rgb); mbdpo_envs.make.SUITES agrees."""
 
 
 def get(name: str) -> TaskSpec:
@@ -191,13 +195,27 @@ def get(name: str) -> TaskSpec:
         return TASKS[name]
     except KeyError:
         raise UnknownTaskError(
-            f"Unknown task {name!r}.{suggest(name, TASKS)} Valid tasks: {', '.join(TASKS)}; "
-            f"task sets: {', '.join(TASK_SETS)}."
+            f"Unknown task {name!r}.{suggest(name, TASKS)} Valid tasks: {', '.join(TASKS)}."
         ) from None
 
 
 def resolve(name: str) -> list[TaskSpec]:
-    """Return the specs of a task or of a multi-task set (mt30/mt80), in task-id order."""
+    """Return the specs of a task or of a multi-task set (mt30/mt80), in task-id order.
+
+    Raises UnknownTaskError for an unknown name and ConfigError for a task set that is not a
+    multi-task training set (e.g. "visual", a group of tasks to run one by one).
+    """
     if name in MULTITASK_SETS:
         return [get(t) for t in TASK_SETS[name]]
-    return [get(name)]
+    if name in TASK_SETS:
+        raise ConfigError(
+            f"task={name} names a group of {len(TASK_SETS[name])} tasks to run one at a time, "
+            f"not a task: give one of them ({', '.join(TASK_SETS[name])}) or a multi-task set "
+            f"({', '.join(MULTITASK_SETS)})."
+        )
+    if name not in TASKS:
+        raise UnknownTaskError(
+            f"Unknown task {name!r}.{suggest(name, [*TASKS, *MULTITASK_SETS])} Valid: one task "
+            f"({', '.join(TASKS)}) or a multi-task set ({', '.join(MULTITASK_SETS)})."
+        )
+    return [TASKS[name]]

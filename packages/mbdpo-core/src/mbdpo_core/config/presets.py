@@ -13,9 +13,7 @@ MODEL_SIZES: dict[int, dict[str, int]] = {
 """model_size key -> architecture keys it sets (explicit user overrides still win)."""
 
 PRESETS: dict[str, dict[str, object]] = {
-    # The published settings: the YAML defaults as they are.
     "paper": {},
-    # A laptop-CPU first try: a 1M-parameter model and a smaller planner, evaluated often.
     "cpu": {
         "model_size": 1,
         "batch_size": 64,
@@ -36,3 +34,10 @@ PRESETS: dict[str, dict[str, object]] = {
 """preset name -> config values it sets (below explicit user overrides)."""
 
 PRESET_CHOICES = ("auto", *PRESETS)
+
+PRESET_SUMMARIES: dict[str, str] = {
+    "auto": "cpu when the backend sees no GPU, else paper",
+    "paper": "the published settings: the values of default.yaml as they are",
+    "cpu": "a laptop-CPU first try: a 1M-parameter model and a smaller planner, evaluated often",
+}
+"""preset name -> what it is for (shown by `apps/train list presets`)."""
