@@ -133,8 +133,13 @@ def test_state_round_trip_continues_identically():
         a, b = buffer.sample(32, 3), restored.sample(32, 3)
         for name in ("obs", "action", "reward", "terminated", "task"):
             np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    assert restored.written == buffer.written == sum(5 + e % 3 + 1 for e in range(9)) + 14
     with pytest.raises(CheckpointError, match="does not match"):
         ReplayBuffer(60, (3,), A).load_state_dict(arrays, meta)
+    with pytest.raises(CheckpointError, match="written=None"):
+        ReplayBuffer(50, (3,), A).load_state_dict(
+            arrays, {k: v for k, v in meta.items() if k != "written"}
+        )
 
 
 def test_recorder_builds_a_storable_episode():
@@ -192,3 +197,46 @@ def test_storage_grows_on_demand_so_a_large_capacity_costs_nothing_up_front():
     )
     assert buffer.sample(4, 3).obs.shape == (4, 4, 9, 64, 64)
     assert buffer._obs.nbytes < 100 * n * 9 * 64 * 64
+
+
+@pytest.mark.parametrize(
+    ("field", "row", "value", "obs_dtype"),
+    [
+        ("obs", 0, np.nan, np.float32),
+        ("obs", 3, -np.inf, np.float32),
+        ("action", 2, np.nan, np.float32),
+        ("reward", 5, np.inf, np.float32),
+        ("reward", 1, 1e300, np.float32),  # finite in float64, inf once stored as float32
+        ("terminated", 4, np.nan, np.float32),
+        ("action", 1, np.nan, np.uint8),
+    ],
+)
+def test_an_episode_with_a_non_finite_value_is_refused_and_nothing_changes(
+    field, row, value, obs_dtype
+):
+    buffer = ReplayBuffer(30, (3,), A, obs_dtype=obs_dtype, seed=8)
+    for ep_id in range(4):  # the ring is full and wraps: a refused add must not drop anything
+        buffer.add(
+            {k: v.astype(obs_dtype) if k == "obs" else v for k, v in _episode(ep_id, 6).items()}
+        )
+    before = buffer.state_dict()
+    before = ({k: v.copy() for k, v in before[0].items()}, before[1])
+    episode = {k: v.astype(np.float64) for k, v in _episode(7, 5).items()}
+    episode["obs"] = episode["obs"].astype(obs_dtype)
+    if field == "obs":
+        episode["obs"][row, 1] = value
+    else:
+        episode[field][row, ...] = value
+    with pytest.raises(
+        DataFormatError,
+        match=rf"episode {field} is not finite .* at step {row} of 5 "
+        r"\(row 0 is the reset\).*replay is unchanged.*diverged",
+    ):
+        buffer.add(episode)
+    after = buffer.state_dict()
+    assert after[1] == before[1]
+    for name, array in after[0].items():
+        np.testing.assert_array_equal(array, before[0][name])
+    episode[field][row, ...] = 0  # the NaNs of row 0 (by design) pass
+    buffer.add(episode)
+    assert buffer.num_episodes > 0 and np.isfinite(buffer.sample(64, 3).reward).all()

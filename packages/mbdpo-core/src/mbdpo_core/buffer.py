@@ -8,7 +8,10 @@ H+1 observations, and action/reward/terminated of rows 1..H (so row 0's NaNs are
 Sampling is uniform over all valid start rows of all stored episodes (every transition equally
 likely), not uniform over episodes then starts. Episodes shorter than H+1 rows are never sampled.
 Storage is a ring of `capacity` rows, allocated as it fills (so a large capacity costs nothing
-until used); when it is full the oldest whole episodes are dropped.
+until used); when it is full the oldest whole episodes are dropped. Rows are numbered by how many
+were written before them (`written` counts them all); row i sits in ring row i % capacity. An
+episode with a NaN or infinite value (outside row 0's NaNs) is refused, so one divergence does not
+poison every later batch. `mbdpo_core.replay_snapshots` saves the ring incrementally.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from .batch import Batch
 from .errors import CheckpointError, ConfigError, DataFormatError, ShapeError
 
 __all__ = ["EpisodeRecord", "EpisodeRecorder", "ReplayBuffer"]
+
+_FIELDS = ("obs", "action", "reward", "terminated", "task", "left")  # the ring's arrays
 
 
 class EpisodeRecord(TypedDict, total=False):
@@ -123,6 +128,7 @@ class ReplayBuffer:
         self._left = np.zeros(0, np.int32)  # rows after this one in its episode (-1: none)
         self._write = 0  # next row to write; the oldest episode (or a gap) starts here
         self._filled = 0  # rows ever written, at most capacity
+        self._written = 0  # rows ever written; _write == _written % capacity
         self._rows = 0
         self._episodes = 0
         self._has_task: bool | None = None
@@ -154,6 +160,11 @@ class ReplayBuffer:
     @property
     def num_episodes(self) -> int:
         return self._episodes
+
+    @property
+    def written(self) -> int:
+        """Rows ever written: the number of the next row (its ring row is written % capacity)."""
+        return self._written
 
     def add(self, episode: EpisodeRecord | Mapping[str, Any] | Any) -> None:
         """Store one episode (a dict, or an object with the same attributes), dropping old ones.
@@ -188,6 +199,7 @@ class ReplayBuffer:
         self._left[region] = np.arange(n - 1, -1, -1)
         self._filled = min(self.capacity, max(self._filled, self._write + n))
         self._write = (self._write + n) % self.capacity
+        self._written += n
         self._rows += n
         self._episodes += 1
         self._starts.clear()
@@ -224,8 +236,21 @@ class ReplayBuffer:
             raise DataFormatError(
                 f"episode obs dtype {arrays[0].dtype} cannot be stored as {self.obs_dtype}."
             ) from err
+        with np.errstate(over="ignore"):  # a float64 beyond float32's range becomes inf: refused
+            rows = (obs, *(a.reshape(n, -1).astype(np.float32, copy=False) for a in arrays[1:]))
+        for name, value, first in zip(expected, rows, (0, 1, 1, 1), strict=True):
+            if not np.issubdtype(value.dtype, np.floating):
+                continue
+            finite = np.isfinite(value[first:].reshape(n - first, -1)).all(axis=1)
+            if not finite.all():
+                step = first + int(np.argmin(finite))
+                raise DataFormatError(
+                    f"episode {name} is not finite (NaN or inf) at step {step} of {n - 1} (row 0 "
+                    "is the reset); the episode was refused and the replay is unchanged. The "
+                    "agent or the simulator diverged: check the losses and the environment."
+                )
         self._has_task = task is not None
-        return obs, arrays[1], arrays[2].reshape(n), arrays[3].reshape(n)
+        return rows[0], rows[1], rows[2].reshape(n), rows[3].reshape(n)
 
     def _valid_starts(self, horizon: int) -> np.ndarray:
         if horizon not in self._starts:
@@ -261,19 +286,16 @@ class ReplayBuffer:
     def state_dict(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """(arrays, JSON-ready meta) that restore this buffer and its sampler exactly.
 
+        The arrays are views of the ring, in ring order (row i of the ring holds the newest row
+        numbered i mod capacity); `left` is the rows after each row in its episode, -1 where the
+        row is not stored (overwritten, or its episode partly overwritten).
+
         Shapes:
           obs [R, *O], action [R, A], reward [R], terminated [R], task [R], left [R], where R is
           the number of ring rows written so far (<= capacity).
         """
         n = self._filled
-        arrays = {
-            "obs": self._obs[:n],
-            "action": self._action[:n],
-            "reward": self._reward[:n],
-            "terminated": self._terminated[:n],
-            "task": self._task[:n],
-            "left": self._left[:n],
-        }
+        arrays = {name: getattr(self, f"_{name}")[:n] for name in _FIELDS}
         meta = {
             "capacity": self.capacity,
             "obs_shape": list(self.obs_shape),
@@ -281,6 +303,7 @@ class ReplayBuffer:
             "obs_dtype": self.obs_dtype.name,
             "write": self._write,
             "filled": self._filled,
+            "written": self._written,
             "rows": self._rows,
             "episodes": self._episodes,
             "has_task": self._has_task,
@@ -289,7 +312,10 @@ class ReplayBuffer:
         return arrays, meta
 
     def load_state_dict(self, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> None:
-        """Inverse of state_dict; the buffer must have the same capacity, shapes and dtype."""
+        """Inverse of state_dict; the buffer must have the same capacity, shapes and dtype.
+
+        Everything is checked before the buffer changes.
+        """
         mine = (self.capacity, list(self.obs_shape), self.action_dim, self.obs_dtype.name)
         theirs = (meta["capacity"], list(meta["obs_shape"]), meta["action_dim"], meta["obs_dtype"])
         if mine != theirs:
@@ -297,15 +323,31 @@ class ReplayBuffer:
                 "replay state (capacity, obs_shape, action_dim, obs_dtype) = "
                 f"{tuple(theirs)} does not match this buffer {tuple(mine)}."
             )
-        n = int(meta["filled"])
-        self._reserve(n)
-        for name in ("obs", "action", "reward", "terminated", "task", "left"):
+        n, written = int(meta["filled"]), meta.get("written")
+        if (
+            written is None
+            or n != min(written, self.capacity)
+            or meta["write"] != written % self.capacity
+        ):
+            raise CheckpointError(
+                f"replay state is inconsistent: write={meta['write']}, filled={n}, "
+                f"written={written}; expected filled = min(written, capacity {self.capacity}) "
+                "and write = written % capacity."
+            )
+        for name in _FIELDS:
             if name not in arrays or len(arrays[name]) != n:
                 raise CheckpointError(f"replay state array {name!r} is missing or not {n} rows.")
+        rng = np.random.Generator(type(self._rng.bit_generator)())
+        try:
+            rng.bit_generator.state = meta["rng"]
+        except (TypeError, ValueError, KeyError) as err:
+            raise CheckpointError(f"replay state has an invalid sampler state: {err}") from err
+        self._reserve(n)
+        for name in _FIELDS:
             getattr(self, f"_{name}")[:n] = arrays[name]
         self._left[n:] = -1
-        self._write, self._filled = int(meta["write"]), n
+        self._write, self._filled, self._written = int(meta["write"]), n, written
         self._rows, self._episodes = int(meta["rows"]), int(meta["episodes"])
         self._has_task = meta["has_task"]
-        self._rng.bit_generator.state = meta["rng"]
+        self._rng = rng
         self._starts.clear()
