@@ -5,31 +5,50 @@ Examples:
     uv run apps/train --backend torch
     uv run apps/train --backend jax task=cartpole-balance preset=cpu steps=20000 seed=1
     uv run apps/train --backend torch run_dir=runs/my-run resume=true
+    uv run apps/train list keys|presets|planners|tasks
+
+Ctrl-C or SIGTERM stops after the current step and writes a checkpoint; resume=true continues.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from pathlib import Path
 
 from mbdpo_core.backends import BACKENDS, load_backend
 from mbdpo_core.config import load_config, parse_overrides
-from mbdpo_core.errors import MbdpoError
+from mbdpo_core.config.describe import TOPICS, describe
+from mbdpo_core.errors import ConfigError, MbdpoError
 from mbdpo_core.logger import Logger
 from mbdpo_core.loops import (
+    EXIT_CODES,
     Checkpointer,
     EpisodeEvaluator,
+    Interrupted,
     OnlineTrainer,
     Progress,
+    Schedule,
+    StopRequest,
     make_replay,
 )
-from mbdpo_core.rundir import default_run_dir, resume_config, write_config
+from mbdpo_core.rundir import (
+    RunLock,
+    check_run_dir,
+    default_run_dir,
+    record,
+    resume_config,
+    write_config,
+)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="apps/train", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+        prog="apps/train",
+        description=__doc__,
+        epilog="\n\n".join(describe(topic) for topic in ("presets", "planners", "keys")),
+        formatter_class=argparse.RawTextHelpFormatter,
     )
     parser.add_argument(
         "--backend",
@@ -37,41 +56,83 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default="torch",
         help="deep-learning backend (default: torch)",
     )
-    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help=f"config overrides, or `list TOPIC` with TOPIC one of {', '.join(TOPICS)}",
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.overrides[:1] == ["list"]:
+        try:
+            for topic in args.overrides[1:] or TOPICS:
+                print(describe(topic))
+        except MbdpoError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        return 0
     try:
-        explicit = parse_overrides(args.overrides)
-        backend = load_backend(args.backend)
-        cfg = load_config(explicit, gpu_available=backend.gpu_available(), backend=args.backend)
-        if cfg.resume:
-            if cfg.run_dir is None:
-                raise MbdpoError("resume=true needs run_dir=PATH of the run to continue.")
-            cfg = resume_config(Path(cfg.run_dir), cfg, explicit)
-        if cfg.multitask:
-            raise MbdpoError(
-                f"task={cfg.task} is a multi-task set; online training takes a single task. "
-                "Multi-task training is offline (mt30/mt80 datasets)."
-            )
-        from mbdpo_envs import make
-
-        run_dir = Path(cfg.run_dir) if cfg.run_dir else default_run_dir(cfg)
-        for note in cfg.notes:
-            print(f"[mbdpo] {note}")
+        return train(args)
+    except MbdpoError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # full disk, lost mount, permissions changed during the run
+        hint = " (the disk is full)" if err.errno in (errno.ENOSPC, errno.EDQUOT) else ""
         print(
-            f"[mbdpo] backend={cfg.backend} task={cfg.task} preset={cfg.preset} "
-            f"model_size={cfg.model_size} planner={cfg.planner} steps={cfg.steps} "
-            f"seed={cfg.seed}"
+            f"error: cannot write {err.filename or 'the run outputs'}: {err.strerror}{hint}. "
+            "The newest complete checkpoint is intact: free space or fix the path, then "
+            "continue with resume=true.",
+            file=sys.stderr,
         )
-        print(f"[mbdpo] run directory: {run_dir}")
-        write_config(run_dir, cfg)
-        agent = backend.Agent(cfg)
-        task = cfg.tasks[0]
-        env = make(task, cfg.seed, obs=cfg.obs)
-        eval_env = make(task, cfg.seed + 1, obs=cfg.obs)
+        return 1
+    except KeyboardInterrupt:
+        print("\n[mbdpo] interrupted before training started; nothing was saved.", file=sys.stderr)
+        return EXIT_CODES["SIGINT"]
+
+
+def train(args: argparse.Namespace) -> int:
+    """Validate everything, then create or lock the run directory and train; the exit status."""
+    explicit = parse_overrides(args.overrides)
+    backend = load_backend(args.backend)
+    cfg = load_config(explicit, gpu_available=backend.gpu_available(), backend=args.backend)
+    if cfg.resume and cfg.run_dir is None:
+        raise ConfigError("resume=true needs run_dir=PATH of the run to continue.")
+    run_dir = Path(cfg.run_dir) if cfg.run_dir else default_run_dir(cfg)
+    check_run_dir(run_dir, cfg.resume)
+    if cfg.resume:
+        cfg = resume_config(run_dir, cfg, explicit)
+        requested = cfg.resume_from and int(cfg.resume_from.removeprefix("step_"))
+        step = Checkpointer(run_dir).choose(requested)
+    if cfg.multitask:
+        raise ConfigError(
+            f"task={cfg.task} is a multi-task set; online training takes a single task. "
+            "Multi-task training is offline (mt30/mt80 datasets)."
+        )
+    from mbdpo_envs import make
+
+    task = cfg.tasks[0]
+    agent = backend.Agent(cfg)
+    env = make(task, cfg.seed, obs=cfg.obs)
+    eval_env = make(task, cfg.seed + 1, obs=cfg.obs)
+    for note in cfg.notes:
+        print(f"[mbdpo] {note}")
+    print(
+        f"[mbdpo] backend={cfg.backend} task={cfg.task} preset={cfg.preset} "
+        f"model_size={cfg.model_size} planner={cfg.planner} steps={cfg.steps} seed={cfg.seed}"
+    )
+    print(f"[mbdpo] run directory: {run_dir}")
+
+    lock = RunLock(run_dir)  # everything above was checked; from here on we write
+    try:
+        checkpoints = Checkpointer(run_dir, keep=cfg.keep_checkpoints)
+        removed = checkpoints.clean()
+        if removed:
+            print(f"[mbdpo] removed {len(removed)} temporary file(s) of an interrupted write")
+        stop = StopRequest()
         trainer = OnlineTrainer(
             cfg,
             agent,
@@ -79,15 +140,47 @@ def main(argv: list[str] | None = None) -> int:
             replay=make_replay(cfg),
             evaluator=EpisodeEvaluator({task: eval_env}, cfg.eval_episodes, cfg.seed),
             logger=Logger(run_dir),
-            checkpoints=Checkpointer(run_dir),
-            progress=Progress(cfg.steps, desc=task),
+            checkpoints=checkpoints,
+            progress=Progress(Schedule.from_config(cfg), desc=task),
+            stop=stop,
         )
-        if cfg.resume and trainer.restore():
-            print(f"[mbdpo] resumed at step {trainer.state.step}")
-        result = trainer.run()
-    except MbdpoError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        if cfg.resume:
+            if later := checkpoints.discard_after(step):
+                print(f"[mbdpo] resume_from=step_{step}: removed the later checkpoints {later}")
+            trainer.restore(step)
+            st = trainer.state
+            print(f"[mbdpo] resumed from step {st.step:,} (episode {st.episode})")
+            if st.step >= cfg.steps:
+                print(
+                    f"[mbdpo] the run is already at steps={cfg.steps:,}; give steps=N to extend it."
+                )
+                return 0
+        write_config(run_dir, cfg)
+        record(
+            run_dir,
+            "resume" if cfg.resume else "start",
+            step=trainer.state.step,
+            backend=cfg.backend,
+        )
+        try:
+            with stop:
+                result = trainer.run()
+        except Interrupted as signal:
+            st = trainer.state
+            record(run_dir, "stopped", step=st.step, signal=signal.signal)
+            print(
+                f"[mbdpo] stopped by {signal.signal} at step {st.step:,}; checkpoint written. "
+                f"Continue with:\n  uv run apps/train --backend {cfg.backend} "
+                f"run_dir={run_dir} resume=true",
+                file=sys.stderr,
+            )
+            return EXIT_CODES[signal.signal]
+        except BaseException as err:
+            record(run_dir, "failed", step=trainer.state.step, error=str(err)[:500])
+            raise
+        record(run_dir, "finished", step=trainer.state.step)
+    finally:
+        lock.release()
     summary = ", ".join(f"{k}={v:.4g}" for k, v in result.items() if isinstance(v, float | int))
     print(f"[mbdpo] done: {summary}")
     return 0

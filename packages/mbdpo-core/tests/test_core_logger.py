@@ -125,3 +125,18 @@ def test_tensorboard_logging_does_not_import_torch(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
     assert len(list(tmp_path.glob("events.out.tfevents.*"))) == 1
+
+
+def test_tensorboard_itself_reads_the_run_as_the_readme_says(tmp_path):
+    """`uv run tensorboard --logdir runs` (tensorboard is a dev dependency) loads our scalars."""
+    from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
+
+    log = Logger(tmp_path / "runs" / "a", console=False)
+    for step, loss in ((1, 0.5), (2, 0.25)):
+        log.log("train", step, {"loss": loss})
+    log.close()
+    runs = EventMultiplexer().AddRunsFromDirectory(str(tmp_path / "runs"))
+    runs.Reload()
+    assert list(runs.Runs()) == ["a"]
+    scalars = runs.Scalars("a", "train/loss")
+    assert [(s.step, s.value) for s in scalars] == [(1, 0.5), (2, 0.25)]

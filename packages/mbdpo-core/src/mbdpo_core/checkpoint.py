@@ -88,6 +88,19 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
 
 
+def _save_arrays(tensors: dict[str, np.ndarray], path: Path) -> None:
+    """safetensors' writer, with its I/O failures (e.g. a full disk) raised as OSError."""
+    try:
+        safetensors.numpy.save_file(tensors, path, metadata={"format": _FORMAT})
+    except OSError:
+        raise
+    except Exception as err:  # the Rust writer raises SafetensorError "... (os error 28)"
+        code = re.search(r"os error (\d+)", str(err))
+        if code is None:
+            raise
+        raise OSError(int(code.group(1)), os.strerror(int(code.group(1))), str(path)) from err
+
+
 def _atomic_write(target: Path, write: Callable[[Path], object]) -> None:
     """Call write(tmp_path), fsync the temporary file and move it onto target."""
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
@@ -132,10 +145,7 @@ def save_checkpoint(path: str | Path, arrays: Mapping[str, np.ndarray], meta: di
     if json_file.exists():  # an overwrite must never look complete with mismatched arrays
         json_file.unlink()
         _fsync_dir(stem.parent)
-    _atomic_write(
-        tensors_file,
-        lambda tmp: safetensors.numpy.save_file(tensors, tmp, metadata={"format": _FORMAT}),
-    )
+    _atomic_write(tensors_file, lambda tmp: _save_arrays(tensors, tmp))
     sidecar = {
         "format": _FORMAT,
         "format_version": FORMAT_VERSION,

@@ -1,7 +1,8 @@
 """Run logging: one CSV per category, TensorBoard scalars and a console line for evaluations.
 
 `<run_dir>/<category>.csv` has `step` as its first column; `eval.csv` then has episode_reward,
-episode_success, episode_length. Other columns follow in first-seen order. When a later row brings
+episode_success, episode_length. Other columns follow in first-seen order (the loops add
+TIMING_COLUMNS). When a later row brings
 a new key, the file is rewritten with the union header (earlier rows get empty cells). TensorBoard
 scalars are `<category>/<key>` in `<run_dir>/events.out.tfevents.*` (tensorboardX, no torch).
 
@@ -21,9 +22,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Logger", "EVAL_COLUMNS"]
+__all__ = ["Logger", "EVAL_COLUMNS", "TIMING_COLUMNS"]
 
 EVAL_COLUMNS = ("step", "episode_reward", "episode_success", "episode_length")
+TIMING_COLUMNS = ("wall_time_s", "steps_per_s")
+"""Wall-clock columns the loops add to their rows: seconds since the run started (earlier sessions
+included) and environment steps per second since the previous row of the same file."""
 
 
 def _cell(value: Any) -> int | float | str:
@@ -148,7 +152,7 @@ class Logger:
 
         parts = [f"eval  step {row['step']:,}"]
         for key, value in row.items():
-            if key == "step":
+            if key in ("step", *TIMING_COLUMNS):
                 continue
             name = key.removeprefix("episode_")
             number = f"{value:,}" if isinstance(value, int) else f"{value:.4g}"

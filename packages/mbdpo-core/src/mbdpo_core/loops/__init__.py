@@ -5,14 +5,16 @@
 - `seeds`: reset seeds of training and evaluation episodes.
 - `evaluation`: eval-mode episodes per task (`EpisodeEvaluator`).
 - `checkpointing`: loop counters (`LoopState`) and checkpoint/resume (`Checkpointer`).
-- `progress`: tqdm bar or status lines (`Progress`).
+- `progress`: the phases of a run as a tqdm bar or status lines (`Progress`, `Schedule`).
+- `interrupt`: stop requests by SIGINT/SIGTERM (`StopRequest`, `Interrupted`).
 - `online`: the online loop (`OnlineTrainer`).
 """
 
-from .checkpointing import Checkpointer, LoopState
+from .checkpointing import Checkpointer, LoopState, checkpoint_steps
 from .evaluation import EVAL_METRICS, EpisodeEvaluator, run_episodes
+from .interrupt import EXIT_CODES, Interrupted, StopRequest
 from .online import OnlineTrainer, checkpoint_due, make_replay
-from .progress import Progress
+from .progress import Progress, Schedule
 from .protocols import BatchSource, Evaluator, Replay, RunLogger, Stateful
 from .seeds import EVAL, TRAIN, episode_seed
 
@@ -30,7 +32,12 @@ __all__ = [
     "EpisodeEvaluator",
     "LoopState",
     "Checkpointer",
+    "checkpoint_steps",
     "Progress",
+    "Schedule",
+    "StopRequest",
+    "Interrupted",
+    "EXIT_CODES",
     "OnlineTrainer",
     "make_replay",
     "checkpoint_due",

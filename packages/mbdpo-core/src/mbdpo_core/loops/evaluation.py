@@ -7,7 +7,7 @@ resumption) evaluated at the same step see the same initial states.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -21,7 +21,12 @@ EVAL_METRICS = ("episode_reward", "episode_success", "episode_length")
 
 
 def run_episodes(
-    agent: Agent, env: Any, episodes: int, seed: int, task: int | None = None
+    agent: Agent,
+    env: Any,
+    episodes: int,
+    seed: int,
+    task: int | None = None,
+    on_step: Callable[[], None] | None = None,
 ) -> dict[str, float]:
     """Run `episodes` eval-mode episodes of `env`; mean return, final-step success and length.
 
@@ -32,6 +37,7 @@ def run_episodes(
         episodes: number of episodes.
         seed: episode i resets with `episode_seed(seed, EVAL, i)`.
         task: task id given to the agent, None for a single-task agent.
+        on_step: called after every environment step (progress, stop requests).
     """
     returns, successes, lengths = [], [], []
     for i in range(episodes):
@@ -43,6 +49,8 @@ def run_episodes(
             total += float(reward)
             length += 1
             done = terminated or truncated
+            if on_step is not None:
+                on_step()
         returns.append(total)
         successes.append(float(info.get("success", 0.0)))
         lengths.append(length)
@@ -76,8 +84,10 @@ class EpisodeEvaluator:
         self.envs, self.episodes, self.seed = dict(envs), episodes, seed
         self.task_ids = None if task_ids is None else dict(task_ids)
 
-    def per_task(self, agent: Agent, step: int) -> dict[str, dict[str, float]]:
-        """Task name -> its EVAL_METRICS at loop step `step`."""
+    def per_task(
+        self, agent: Agent, step: int, on_step: Callable[[], None] | None = None
+    ) -> dict[str, dict[str, float]]:
+        """Task name -> its EVAL_METRICS at loop step `step`; `on_step` as in run_episodes."""
         seed = episode_seed(self.seed, EVAL, step)
         return {
             name: run_episodes(
@@ -86,13 +96,16 @@ class EpisodeEvaluator:
                 self.episodes,
                 seed,
                 None if self.task_ids is None else self.task_ids[name],
+                on_step,
             )
             for name, env in self.envs.items()
         }
 
-    def evaluate(self, agent: Agent, step: int) -> dict[str, float]:
+    def evaluate(
+        self, agent: Agent, step: int, on_step: Callable[[], None] | None = None
+    ) -> dict[str, float]:
         """The eval row at loop step `step` (see the class docstring)."""
-        results = self.per_task(agent, step)
+        results = self.per_task(agent, step, on_step)
         row = {k: float(np.mean([r[k] for r in results.values()])) for k in EVAL_METRICS}
         if len(results) > 1:
             row.update({f"{name}/{k}": r[k] for name, r in results.items() for k in EVAL_METRICS})

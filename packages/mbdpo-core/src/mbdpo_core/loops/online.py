@@ -1,11 +1,17 @@
 """The online training loop (single task), composed of parts it receives (docs/design.md#loops).
 
-Order of one environment step: act (uniform random during the first `seed_steps` steps), step
-the env, record; from step `seed_steps` on, update on batches from the replay (a one-off burst of
-`seed_steps` updates, then one per step). At an episode boundary: add the episode to the replay,
-evaluate if an evaluation fell due, checkpoint if one fell due, reset. Checkpoints are written
-only at episode boundaries and every episode's reset is seeded from (seed, episode index), so a
-run restored from its latest checkpoint continues exactly as the uninterrupted run would have.
+One environment step: act (uniform random during the first `seed_steps` steps), step the env,
+record; a step from `seed_steps` on owes updates on batches from the replay (the first one a
+burst of `seed_steps` updates, then one each), paid before the next step. At an episode's end:
+add it to the replay and log its row; then, at that boundary, evaluate and checkpoint if one fell
+due. The run stops after exactly `steps` steps, evaluating and checkpointing there, mid-episode if
+need be. Evaluation leaves the agent's state (RNG, warm start) as it found it.
+
+Every episode's reset is seeded from (seed, episode index), so a run restored from a checkpoint
+continues exactly as the uninterrupted run would have: a checkpoint written mid-episode (at the
+end, or when stopped by `StopRequest` between two steps, two updates or two evaluation steps)
+holds the running episode's rows, and restoring replays its actions from the seeded reset
+(docs/design.md#interrupting-and-resuming).
 """
 
 from __future__ import annotations
@@ -17,9 +23,12 @@ import numpy as np
 
 from ..buffer import EpisodeRecorder, ReplayBuffer
 from ..config.schema import Config
+from ..errors import CheckpointError
+from ..logger import TIMING_COLUMNS
 from ..protocols import Agent
 from .checkpointing import Checkpointer, LoopState
-from .progress import Progress
+from .interrupt import Interrupted, StopRequest
+from .progress import Progress, Schedule
 from .protocols import Evaluator, Replay, RunLogger
 from .seeds import TRAIN, episode_seed
 
@@ -47,12 +56,14 @@ class OnlineTrainer:
     Args:
         cfg: the run config (steps, seed_steps, batch_size, horizon, eval_freq, save_every, seed).
         agent: acts in `env` and updates on batches of `replay`.
-        env: the training environment (reset(seed=...), step(action)).
+        env: the training environment (reset(seed=...), step(action)); deterministic given its
+            reset seed and actions (a mid-episode checkpoint is restored by replaying them).
         replay: stores the collected episodes and serves the batches (any `Replay`).
         evaluator: scores the agent when an evaluation falls due (rows of eval.csv).
         logger: receives the "train" row of every episode and the "eval" rows.
         checkpoints: writes and restores the run's checkpoints.
-        progress: reports steps; None: a `Progress` to cfg.steps labelled with the task.
+        progress: reports the phases; None: a `Progress` of the config's schedule.
+        stop: checked at every safe point; None: stop only at cfg.steps.
     """
 
     def __init__(
@@ -65,96 +76,208 @@ class OnlineTrainer:
         logger: RunLogger,
         checkpoints: Checkpointer,
         progress: Progress | None = None,
+        stop: StopRequest | None = None,
     ) -> None:
         self.cfg, self.agent, self.env, self.replay = cfg, agent, env, replay
         self.evaluator, self.logger, self.checkpoints = evaluator, logger, checkpoints
-        self.progress = progress or Progress(cfg.steps, desc=cfg.tasks[0])
-        self.state = LoopState(rng=np.random.default_rng(cfg.seed))
+        self.progress = progress or Progress(Schedule.from_config(cfg), desc=cfg.tasks[0])
+        self.stop = stop or StopRequest()
+        self.state = LoopState(rng=np.random.default_rng(cfg.seed), eval_due=cfg.eval_freq > 0)
         self.last_eval: dict[str, float] = {}
+        self.recorder: EpisodeRecorder | None = None  # the running episode
+        self.obs: np.ndarray | None = None
+        self.done = False
+        self.episode_metrics: list[dict[str, float]] = []
+        self._phase = ""
+        self._session = (time.perf_counter(), 0.0, 0)  # (clock at start, elapsed_s, step)
+        self._last_row: dict[str, tuple[float, int]] = {}  # category -> (elapsed_s, step)
+
+    # --- checkpoints ---------------------------------------------------------------------------
 
     def save(self) -> None:
-        """Checkpoint agent, counters, last evaluation and replay at the current step."""
-        self.checkpoints.save(self.agent, self.state, self.replay, {"last_eval": self.last_eval})
+        """Checkpoint agent, counters, last evaluation, running episode and replay."""
+        self.state.elapsed_s = self._elapsed()
+        arrays, episode = self._episode_state()
+        extra = {"last_eval": self.last_eval, "episode": episode}
+        self.checkpoints.save(self.agent.state_dict(), self.state, self.replay, extra, arrays)
 
-    def restore(self) -> bool:
-        """Continue from the latest checkpoint, if any; True when a run was resumed."""
-        restored = self.checkpoints.restore(self.agent, self.replay)
-        if restored is None:
-            return False
-        self.state, meta = restored
+    def restore(self, step: int | None = None) -> None:
+        """Continue from checkpoint `step` (default: the newest); raises CheckpointError."""
+        self.state, meta, arrays = self.checkpoints.restore(self.agent, self.replay, step)
         self.last_eval = meta.get("last_eval", {})
+        if meta.get("episode") is not None:
+            self._resume_episode(arrays, meta["episode"])
         self.logger.truncate_after(self.state.step)
-        return True
 
-    def run(self) -> dict[str, float]:
-        """Train until cfg.steps; returns the last evaluation's metrics, wall time and speed."""
-        cfg, st = self.cfg, self.state
-        self.progress.start(st.step, self.last_eval.get("episode_reward"))
-        eval_due = cfg.eval_freq > 0 and st.step % cfg.eval_freq == 0
-        eval_due &= not self._evaluated_at(st.step)  # a resumed run evaluated before saving
-        save_due, done, recorder = False, True, None
-        episode_metrics: list[dict[str, float]] = []
-        t_start, step_start = time.perf_counter(), st.step
-        obs = None
-        while True:
-            if done:
-                if recorder is not None:
-                    self._end_episode(recorder, episode_metrics)
-                    episode_metrics = []
-                if eval_due or st.step >= cfg.steps and not self._evaluated_at(st.step):
-                    self._evaluate()
-                    eval_due = False
-                if save_due or st.step >= cfg.steps:
-                    self.save()
-                    save_due = False
-                if st.step >= cfg.steps:
-                    break
-                obs, _ = self.env.reset(seed=episode_seed(cfg.seed, TRAIN, st.episode))
-                recorder = EpisodeRecorder(obs)
-                st.episode += 1
-            if st.step < cfg.seed_steps:
-                action = st.rng.uniform(-1, 1, cfg.action_dim).astype(np.float32)
-            else:
-                action = self.agent.act(obs, t0=len(recorder) == 0, eval_mode=False)
+    def _episode_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any] | None]:
+        """The running episode's rows (arrays) and update metrics (meta); None between episodes."""
+        if self.recorder is None:
+            return {}, None
+        rows = self.recorder.finish()
+        arrays = {
+            "episode/obs": rows["obs"],
+            "episode/action": rows["action"][1:],
+            "episode/reward": rows["reward"][1:],
+        }
+        keys = list(self.episode_metrics[0]) if self.episode_metrics else []
+        metrics = {k: [float(m[k]) for m in self.episode_metrics] for k in keys}
+        return arrays, {"metrics": metrics}
+
+    def _resume_episode(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+        """Rebuild the running episode: reset with its seed and replay its recorded actions."""
+        index = self.state.episode - 1
+        obs, _ = self.env.reset(seed=episode_seed(self.cfg.seed, TRAIN, index))
+        recorded, done = arrays["episode/obs"], False
+        self._check_replayed(obs, recorded[0], index, 0)
+        recorder = EpisodeRecorder(obs)
+        for t, action in enumerate(arrays["episode/action"]):
             obs, reward, terminated, truncated, info = self.env.step(action)
+            self._check_replayed(obs, recorded[t + 1], index, t + 1)
             recorder.add(action, reward, terminated, obs, info)
             done = bool(terminated or truncated)
-            if st.step >= cfg.seed_steps:
-                for _ in range(cfg.seed_steps if st.step == cfg.seed_steps else 1):
-                    batch = self.replay.sample(cfg.batch_size, cfg.horizon)
-                    episode_metrics.append(self.agent.update(batch))
-                    st.updates += 1
-            st.step += 1
-            eval_due |= cfg.eval_freq > 0 and st.step % cfg.eval_freq == 0
-            save_due |= checkpoint_due(st.step, cfg.save_every)
-            self.progress.step(st.step)
-        self.progress.close()
-        elapsed = time.perf_counter() - t_start
-        self.logger.close()
+        self.recorder, self.obs, self.done = recorder, obs, done
+        names, columns = list(meta["metrics"]), meta["metrics"].values()
+        rows = zip(*columns, strict=True)
+        self.episode_metrics = [dict(zip(names, row, strict=True)) for row in rows]
+
+    @staticmethod
+    def _check_replayed(obs: np.ndarray, recorded: np.ndarray, episode: int, t: int) -> None:
+        if not np.array_equal(np.asarray(obs), recorded):
+            raise CheckpointError(
+                f"cannot resume mid-episode: replaying episode {episode} from its seed gives "
+                f"another observation at step {t} than recorded (the environment is not "
+                "deterministic); resume from a checkpoint written at an episode's end."
+            )
+
+    # --- the loop ------------------------------------------------------------------------------
+
+    def run(self) -> dict[str, float]:
+        """Train until cfg.steps; returns the last evaluation's metrics, wall time and speed.
+
+        Raises:
+            Interrupted: a stop was requested; a checkpoint was written first.
+        """
+        cfg, st = self.cfg, self.state
+        self._session = (time.perf_counter(), st.elapsed_s, st.step)
+        last = self.last_eval
+        self.progress.start(st.step, last.get("episode_reward"), evaluated_at=last.get("step"))
+        try:
+            while True:
+                self._pay_updates()
+                if self.recorder is not None and self.done:
+                    self._end_episode()
+                at_end = st.step >= cfg.steps
+                if self.recorder is None or at_end:
+                    if st.eval_due or at_end and self.last_eval.get("step") != st.step:
+                        self._evaluate()
+                    if st.save_due or at_end:
+                        self.save()
+                        st.save_due = False
+                    if at_end:
+                        break
+                self._env_step()
+                self.stop.check()
+        except Interrupted:
+            self.save()
+            raise
+        finally:
+            self.progress.close()
+            self.logger.close()
+        elapsed = time.perf_counter() - self._session[0]
         return {
             **self.last_eval,
             "wall_time_s": elapsed,
-            "steps_per_s": (st.step - step_start) / max(elapsed, 1e-9),
+            "steps_per_s": (st.step - self._session[2]) / max(elapsed, 1e-9),
         }
 
-    def _evaluated_at(self, step: int) -> bool:
-        return self.last_eval.get("step") == step
+    def _env_step(self) -> None:
+        cfg, st = self.cfg, self.state
+        if self.recorder is None:
+            self.obs, _ = self.env.reset(seed=episode_seed(cfg.seed, TRAIN, st.episode))
+            self.recorder, self.done = EpisodeRecorder(self.obs), False
+            st.episode += 1
+        if st.step < cfg.seed_steps:
+            self._enter("seeding", min(cfg.seed_steps, cfg.steps) - st.step)
+            action = st.rng.uniform(-1, 1, cfg.action_dim).astype(np.float32)
+        else:
+            if st.step > cfg.seed_steps:  # the step at seed_steps belongs to the burst
+                self._enter("training", cfg.steps - st.step)
+            action = self.agent.act(self.obs, t0=len(self.recorder) == 0, eval_mode=False)
+        self.obs, reward, terminated, truncated, info = self.env.step(action)
+        self.recorder.add(action, reward, terminated, self.obs, info)
+        self.done = bool(terminated or truncated)
+        if st.step >= cfg.seed_steps:
+            st.updates_due = cfg.seed_steps if st.step == cfg.seed_steps else 1
+        st.step += 1
+        st.eval_due |= cfg.eval_freq > 0 and st.step % cfg.eval_freq == 0
+        st.save_due |= checkpoint_due(st.step, cfg.save_every)
+        if st.updates_due <= 1:
+            self.progress.advance(st.step)
 
-    def _end_episode(self, recorder: EpisodeRecorder, metrics: list[dict[str, float]]) -> None:
-        episode = recorder.finish()
+    def _pay_updates(self) -> None:
+        """Run the updates the last step owes; a burst is interruptible between two updates."""
+        st = self.state
+        burst = st.updates_due > 1
+        if burst:
+            self._enter("update burst", st.updates_due)
+        while st.updates_due:
+            batch = self.replay.sample(self.cfg.batch_size, self.cfg.horizon)
+            self.episode_metrics.append(self.agent.update(batch))
+            st.updates += 1
+            st.updates_due -= 1
+            if burst:
+                self.progress.advance(st.step)
+                if st.updates_due:
+                    self.stop.check()
+
+    def _end_episode(self) -> None:
+        episode = self.recorder.finish()
         self.replay.add(episode)
         row = {
             "episode": self.state.episode,
             "episode_reward": float(np.nansum(episode["reward"])),
-            "episode_success": recorder.success,
-            "episode_length": len(recorder),
+            "episode_success": self.recorder.success,
+            "episode_length": len(self.recorder),
         }
+        metrics = self.episode_metrics
         if metrics:
             row.update({k: float(np.mean([m[k] for m in metrics])) for k in metrics[0]})
-        self.logger.log("train", self.state.step, row)
+        self.logger.log("train", self.state.step, {**row, **self._timing("train")})
+        self.recorder, self.episode_metrics = None, []
 
     def _evaluate(self) -> None:
-        result = self.evaluator.evaluate(self.agent, self.state.step)
-        self.logger.log("eval", self.state.step, result)
-        self.last_eval = {"step": self.state.step, **result}
+        """Evaluate at this step; the agent's state is put back afterwards (also if stopped)."""
+        st = self.state
+        self._enter("evaluating", self.progress.schedule.eval_units)
+        before = self.agent.state_dict()
+        try:
+            result = self.evaluator.evaluate(self.agent, st.step, on_step=self._eval_step)
+        finally:
+            self.agent.load_state_dict(*before)
+        self.logger.log("eval", st.step, {**result, **self._timing("eval")})
+        self.last_eval = {"step": st.step, **result}
+        st.eval_due = False
         self.progress.evaluated(result["episode_reward"])
+        self._phase = ""
+
+    def _eval_step(self) -> None:
+        self.progress.advance(self.state.step)
+        self.stop.check()
+
+    def _enter(self, phase: str, total: int) -> None:
+        if phase != self._phase:
+            self._phase = phase
+            self.progress.enter(phase, total)
+
+    def _elapsed(self) -> float:
+        """Wall-clock seconds of the run so far, earlier sessions included."""
+        start, before, _ = self._session
+        return before + time.perf_counter() - start
+
+    def _timing(self, category: str) -> dict[str, float]:
+        """wall_time_s, and steps_per_s since the previous row of `category` in this session."""
+        now, step = self._elapsed(), self.state.step
+        since, from_step = self._last_row.get(category, self._session[1:])
+        self._last_row[category] = (now, step)
+        rate = (step - from_step) / max(now - since, 1e-9)
+        return dict(zip(TIMING_COLUMNS, (now, rate), strict=True))

@@ -8,7 +8,7 @@ must survive a restart is also `Stateful`, and the checkpointer then saves it wi
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -51,9 +51,11 @@ class Stateful(Protocol):
 class Evaluator(Protocol):
     """Scores an agent; the loop logs the returned row under "eval"."""
 
-    def evaluate(self, agent: Agent, step: int) -> dict[str, float]:
+    def evaluate(
+        self, agent: Agent, step: int, on_step: Callable[[], None] | None = None
+    ) -> dict[str, float]:
         """Metrics of `agent` at loop step `step`: episode_reward, episode_success,
-        episode_length (means), plus any per-task columns."""
+        episode_length (means), plus any per-task columns; `on_step()` after every env step."""
 
 
 @runtime_checkable
