@@ -205,6 +205,12 @@ def test_the_online_loop_trains_on_batches_of_a_source_that_is_not_the_replay(tm
     evals = read_csv(tmp_path / "eval.csv")
     assert [int(r["step"]) for r in evals] == [0, 24, 48, 72]
     assert list(evals[0]) == ["step", *EVAL_METRICS]
+    for name in ("train.csv", "eval.csv"):  # wall-clock seconds since the start, and speed
+        rows = read_csv(tmp_path / name, timing=True)
+        assert list(rows[0])[-2:] == list(TIMING)
+        times = [float(r["wall_time_s"]) for r in rows]
+        assert times == sorted(times) and times[-1] > 0
+        assert all(float(r["steps_per_s"]) > 0 for r in rows[1:])
     assert result["episode_reward"] == pytest.approx(float(evals[-1]["episode_reward"]))
 
     # checkpoints hold agent and counters; a source without state leaves no replay snapshot
@@ -223,6 +229,8 @@ def test_a_restored_run_continues_exactly_as_the_uninterrupted_one(tmp_path):
     resumed.restore()
     assert resumed.state.step == 48
     resumed.run()
+    times = [float(r["wall_time_s"]) for r in read_csv(split / "train.csv", timing=True)]
+    assert times == sorted(times)  # the clock goes on from the first session's time
 
     assert_same_run(full, split, 96)
 

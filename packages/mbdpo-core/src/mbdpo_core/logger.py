@@ -1,8 +1,8 @@
 """Run logging: one CSV per category, TensorBoard scalars and a console line for evaluations.
 
 `<run_dir>/<category>.csv` has `step` as its first column; `eval.csv` then has episode_reward,
-episode_success, episode_length. Other columns follow in first-seen order (the loops add
-TIMING_COLUMNS). When a later row brings
+episode_success, episode_length. Other columns follow in first-seen order, TIMING_COLUMNS
+(added by the loops) last. When a later row brings
 a new key, the file is rewritten with the union header (earlier rows get empty cells). TensorBoard
 scalars are `<category>/<key>` in `<run_dir>/events.out.tfevents.*` (tensorboardX, no torch).
 
@@ -130,6 +130,7 @@ class Logger:
         if new_keys or not path.exists() or not path.stat().st_size:
             old_rows = _read(path)[1] if path.exists() and path.stat().st_size else []
             header.extend(new_keys)
+            header.sort(key=lambda k: k in TIMING_COLUMNS)  # stable: the clock columns last
             _rewrite(path, header, [*old_rows, row])
             return
         with open(path, "a", newline="") as f:
