@@ -150,7 +150,7 @@ def train(args: argparse.Namespace) -> int:
             trainer.restore(step)
             st = trainer.state
             print(f"[mbdpo] resumed from step {st.step:,} (episode {st.episode})")
-            if st.step >= cfg.steps:
+            if trainer.finished:
                 print(
                     f"[mbdpo] the run is already at steps={cfg.steps:,}; give steps=N to extend it."
                 )

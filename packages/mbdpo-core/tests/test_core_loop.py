@@ -344,6 +344,7 @@ def uninterrupted(tmp_path_factory) -> Path:
         ("agent", "update", 40, signal.SIGINT),  # training, mid-episode
         ("eval_env", "step", 30, signal.SIGTERM),  # inside the evaluation at step 24
         ("agent", "state_dict", 3, signal.SIGINT),  # while a checkpoint is written
+        ("env", "step", 72, signal.SIGTERM),  # the last step, before its update and final eval
     ],
 )
 def test_a_stopped_run_checkpoints_and_resumes_exactly(
@@ -357,12 +358,13 @@ def test_a_stopped_run_checkpoints_and_resumes_exactly(
         trainer.run()
     assert stopped.value.signal == sig.name
     step = trainer.state.step
-    assert 0 < step < 72 and Checkpointer(tmp_path).steps()[-1] == step
+    assert 0 < step <= 72 and Checkpointer(tmp_path).steps()[-1] == step
 
     resumed = make_trainer(cfg, tmp_path, make_replay_for(72))
     resumed.restore()
-    assert resumed.state.step == step
+    assert resumed.state.step == step and not resumed.finished
     resumed.run()
+    assert resumed.finished
     assert_same_run(uninterrupted, tmp_path, 72)
 
 

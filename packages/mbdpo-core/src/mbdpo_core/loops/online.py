@@ -149,6 +149,13 @@ class OnlineTrainer:
                 "deterministic); resume from a checkpoint written at an episode's end."
             )
 
+    @property
+    def finished(self) -> bool:
+        """The run has done cfg.steps steps, their updates and its final evaluation."""
+        st = self.state
+        done = st.step >= self.cfg.steps and not st.updates_due
+        return done and self.last_eval.get("step") == st.step
+
     # --- the loop ------------------------------------------------------------------------------
 
     def run(self) -> dict[str, float]:
