@@ -1,5 +1,6 @@
 """Cross-backend checkpoints: a checkpoint written by one backend loads into the other with
-identical arrays, and both then choose the same evaluation actions from the same noise."""
+identical arrays, and both then choose the same evaluation actions from the same noise (ACT_TOL
+and TRAINED_ACT_TOL, from the error budget in parity_budget.py)."""
 
 from pathlib import Path
 
@@ -11,10 +12,10 @@ from mbdpo_core.buffer import EpisodeRecorder, ReplayBuffer
 from mbdpo_core.checkpoint import load_checkpoint
 from mbdpo_core.config.load import config_from_dict, load_config
 from mbdpo_core.noise import draw_numpy
+from parity_budget import ACT_TOL, TRAINED_ACT_TOL
 
 BACKENDS = {"torch": mbdpo_torch.Agent, "jax": mbdpo_jax.Agent}
-ACT_TOL = 1e-4
-TRAIN_STEPS = 200
+TRAIN_STEPS = 20
 
 
 def synthetic_buffer(cfg, episodes=6, length=50, seed=0):
@@ -36,14 +37,13 @@ def synthetic_buffer(cfg, episodes=6, length=50, seed=0):
 
 
 def eval_actions(agent, cfg, seed=5, steps=3):
-    """Eval-mode actions of a few consecutive acts (warm start carried) with fixed noise."""
+    """Eval-mode actions of a few consecutive acts with fixed noise, the first from the agent's
+    warm start (so a checkpoint's warm start and F statistics both count)."""
     rng = np.random.default_rng(seed)
     out = []
-    for i in range(steps):
+    for _ in range(steps):
         obs = rng.standard_normal(cfg.obs_shape).astype(np.float32)
-        out.append(
-            agent.plan_with_noise(obs, i == 0, True, None, draw_numpy("diffusion", cfg, rng))
-        )
+        out.append(agent.plan_with_noise(obs, False, True, None, draw_numpy("diffusion", cfg, rng)))
     return np.stack(out)
 
 
@@ -56,10 +56,9 @@ def assert_same_state(a, b):
         assert meta_a[key] == meta_b[key], key
 
 
-def roundtrip(cfg, source, target, tmp_path, train_steps, params=None):
+def roundtrip(cfg, source, target, tmp_path, train_steps, params, tol):
     writer = BACKENDS[source](cfg)
-    if params is not None:
-        writer.import_params(params)
+    writer.import_params(params)
     buffer = synthetic_buffer(cfg)
     for _ in range(train_steps):
         writer.update(buffer.sample(cfg.batch_size, cfg.horizon))
@@ -69,20 +68,23 @@ def roundtrip(cfg, source, target, tmp_path, train_steps, params=None):
     meta = reader.load(tmp_path / "ckpt")
     assert meta["backend"] == source
     assert_same_state(writer, reader)
-    np.testing.assert_allclose(eval_actions(reader, cfg), eval_actions(writer, cfg), atol=ACT_TOL)
+    np.testing.assert_allclose(eval_actions(reader, cfg), eval_actions(writer, cfg), atol=tol)
 
 
 @pytest.mark.parametrize(("source", "target"), [("torch", "jax"), ("jax", "torch")])
 def test_checkpoint_crosses_backends(source, target, tmp_path, tiny, random_params):
     cfg = load_config(tiny)
-    roundtrip(cfg, source, target, tmp_path, train_steps=2, params=random_params(cfg))
+    roundtrip(cfg, source, target, tmp_path, 2, random_params(cfg), ACT_TOL)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(("source", "target"), [("torch", "jax"), ("jax", "torch")])
-def test_trained_checkpoint_gives_same_eval_actions(source, target, tmp_path, tiny):
-    """A few hundred updates on a small replay buffer, then the other backend takes over."""
-    roundtrip(load_config(tiny), source, target, tmp_path, train_steps=TRAIN_STEPS)
+def test_trained_checkpoint_gives_same_eval_actions(source, target, tmp_path, tiny, random_params):
+    """TRAIN_STEPS updates on a small replay buffer (moments, counters and F statistics away from
+    their start), then the other backend takes over. From perturbed parameters: a fresh agent's
+    zeroed heads still value every candidate plan alike after 200 updates, and the planner then
+    turns float32 rounding into ~1e-4 action differences (parity_budget.py)."""
+    cfg = load_config(tiny)
+    roundtrip(cfg, source, target, tmp_path, TRAIN_STEPS, random_params(cfg), TRAINED_ACT_TOL)
 
 
 RELEASE_0_1 = Path(__file__).parent / "data"

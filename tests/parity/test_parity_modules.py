@@ -1,5 +1,6 @@
 """Cross-backend parity of every world-model module: torch and JAX built from the same
-canonical parameters agree with each other and with the numpy oracle (forward <= 1e-5)."""
+canonical parameters agree with each other and with the numpy oracle (FORWARD_TOL, from the
+error budget in parity_budget.py)."""
 
 import jax.numpy as jnp
 import mbdpo_jax
@@ -9,9 +10,9 @@ import pytest
 import torch
 from mbdpo_core.config.load import load_config
 from mbdpo_core.reference import model as ref
+from parity_budget import FORWARD_TOL
 
 VARIANTS = {"single": [], "multitask": ["task=mt30", "task_dim=8"], "episodic": ["episodic=true"]}
-FORWARD_TOL = 1e-5
 
 
 def module_outputs(cfg, params, backend, data):
@@ -83,9 +84,8 @@ def test_every_module_agrees_across_backends_and_oracle(variant, tiny, random_pa
     params, data = random_params(cfg), inputs(cfg)
     outs = {b: module_outputs(cfg, params, b, data) for b in ("torch", "jax", "numpy")}
     assert_close(outs["torch"], outs["jax"], FORWARD_TOL)
-    # float32 backends against the float64 oracle: logits of order 10 carry ~1e-6 relative error
-    assert_close(outs["jax"], outs["numpy"], 1e-4)
-    assert_close(outs["torch"], outs["numpy"], 1e-4)
+    assert_close(outs["jax"], outs["numpy"], FORWARD_TOL)
+    assert_close(outs["torch"], outs["numpy"], FORWARD_TOL)
 
 
 def test_parity_check_detects_one_perturbed_weight(tiny, random_params):
@@ -93,6 +93,6 @@ def test_parity_check_detects_one_perturbed_weight(tiny, random_params):
     params, data = random_params(cfg), inputs(cfg)
     reference = module_outputs(cfg, params, "torch", data)
     perturbed = {k: v.copy() for k, v in params.items()}
-    perturbed["dynamics.1.weight"][3, 5] += 1e-2
+    perturbed["dynamics.1.weight"][3, 5] += 1e-3
     with pytest.raises(AssertionError, match="next"):
         assert_close(reference, module_outputs(cfg, perturbed, "jax", data), FORWARD_TOL)
