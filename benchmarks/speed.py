@@ -82,7 +82,7 @@ def act_flops(cfg: Config) -> int:
     total = mac["encoder"]
     if cfg.planner == "policy":
         return 2 * (total + mac["pi"])
-    if cfg.planner == "diffusion" and cfg.score_only_inference:
+    if cfg.planner == "diffusion" and cfg.score_net_plans:
         return 2 * (total + diffusion_levels(cfg) * mac["score"])
     if cfg.planner == "diffusion":
         levels, N, P = diffusion_levels(cfg), cfg.diffusion_num_samples, cfg.diffusion_num_pi_trajs

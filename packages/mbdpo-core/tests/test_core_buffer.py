@@ -66,6 +66,31 @@ def test_sampling_is_uniform_over_valid_starts():
     np.testing.assert_allclose(counts / counts.sum(), 1 / 19, atol=0.004)
 
 
+@pytest.mark.parametrize("wrap", [False, True])
+def test_published_sampling_is_uniform_over_episodes_then_their_starts(wrap):
+    """sampling="episodes": each episode with >= H+1 rows half the time here (two of them),
+    then each of its valid starts alike; the same when the ring has wrapped around."""
+    buffer = ReplayBuffer(30 if wrap else 1000, (3,), A, seed=1, sampling="episodes")
+    if wrap:  # 24 rows, then these two episodes (5 + 20 rows) evict it and wrap the ring
+        buffer.add(_episode(7, 23))
+    buffer.add(_episode(0, 4))  # 5 rows, H=3: 2 valid starts
+    buffer.add(_episode(1, 19))  # 20 rows: 17 valid starts
+    batch = buffer.sample(40_000, 3)
+    _check_slices(batch, {0: 4, 1: 19})
+    episode, row = batch.obs[0, :, 0], batch.obs[0, :, 1]
+    assert set(episode.tolist()) == {0, 1}
+    np.testing.assert_allclose(np.mean(episode == 0), 1 / 2, atol=0.01)
+    for ep, starts in ((0, 2), (1, 17)):
+        values, counts = np.unique(row[episode == ep], return_counts=True)
+        np.testing.assert_array_equal(values, np.arange(starts))
+        np.testing.assert_allclose(counts / counts.sum(), 1 / starts, atol=0.01)
+
+
+def test_an_unknown_sampling_is_refused():
+    with pytest.raises(ConfigError, match="Invalid sampling='uniform'. Valid choices: rows"):
+        ReplayBuffer(100, (3,), A, sampling="uniform")
+
+
 def test_task_ids_come_from_the_episode():
     buffer = ReplayBuffer(200, (3,), A, seed=2)
     for ep_id in range(4):

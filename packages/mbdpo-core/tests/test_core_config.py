@@ -171,3 +171,23 @@ def test_parsed_values_are_plain_python():
         value = getattr(cfg, field.name)
         items = value if isinstance(value, tuple) else (value,)
         assert all(type(v) in (str, int, float, bool, type(None)) for v in items), field.name
+
+
+def test_score_network_switches():
+    """use_score_network plans with the net (published) unless score_planning=monte_carlo;
+    score_only_inference needs the net to plan, and does nothing else alone (refused)."""
+    assert not load_config([]).score_net_plans
+    assert load_config(["use_score_network=true"]).score_net_plans
+    assert load_config(["use_score_network=true", "score_only_inference=true"]).score_net_plans
+    assert not load_config(["use_score_network=true", "score_planning=monte_carlo"]).score_net_plans
+    with pytest.raises(ConfigError, match="Valid choices: network, monte_carlo"):
+        load_config(["score_planning=mc"])
+    with pytest.raises(ConfigError, match="use_score_network=true"):
+        load_config(["score_only_inference=true"])
+    with pytest.raises(ConfigError, match="contradicts score_planning=monte_carlo"):
+        load_config(
+            ["use_score_network=true", "score_only_inference=true", "score_planning=monte_carlo"]
+        )
+    old = config_to_dict(load_config(["use_score_network=true"]))
+    del old["score_planning"]  # a config saved before the key existed takes the default
+    assert config_from_dict(old).score_planning == "network"

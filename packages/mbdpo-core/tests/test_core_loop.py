@@ -466,3 +466,34 @@ def test_temporary_files_of_a_killed_write_are_removed_at_the_next_start(tmp_pat
     assert not list(tmp_path.rglob(TEMPORARY_GLOB))
     arrays, meta = load_checkpoint(tmp_path / "checkpoints" / f"step_{checkpoints.steps()[-1]}")
     assert arrays["x"].shape == (4_000_000,)
+
+
+def test_the_online_schedule_is_the_published_one(tmp_path):
+    """Random actions up to and including step seed_steps, where a burst of seed_steps updates
+    follows; then one act and one update per step (anatomy: `act if step > seed_steps`)."""
+    cfg = toy_config("steps=40", "eval_freq=0", seed_steps=24)
+    events: list[tuple[str, int]] = []  # (what, env steps done when it happened)
+    trainer = make_trainer(cfg, tmp_path, make_replay_for(40))
+    env, agent = trainer.env, trainer.agent
+    count = itertools.count(1)
+    env_step, act, update = env.step, agent.act, agent.update
+
+    def counted_step(action):
+        events.append(("step", next(count)))
+        return env_step(action)
+
+    def logged_act(obs, t0, eval_mode, task=None):
+        if not eval_mode:
+            events.append(("act", len([e for e in events if e[0] == "step"])))
+        return act(obs, t0, eval_mode, task)
+
+    def logged_update(batch):
+        events.append(("update", len([e for e in events if e[0] == "step"])))
+        return update(batch)
+
+    env.step, agent.act, agent.update = counted_step, logged_act, logged_update
+    trainer.run()
+    acts = [n for what, n in events if what == "act"]
+    updates = [n for what, n in events if what == "update"]
+    assert acts == list(range(25, 40))  # the agent first acts for the step after seed_steps
+    assert updates == [25] * 24 + list(range(26, 41))  # after step 25 (index 24): the burst

@@ -50,11 +50,30 @@ def test_laws():
     assert abs(noise.energy_gauss.std() - 1.0) < 0.05
 
 
-def test_score_only_planning_draws_only_the_action_noise():
-    cfg = load_config(["preset=cpu", "use_score_network=true", "score_only_inference=true"])
+@pytest.mark.parametrize(
+    ("overrides", "monte_carlo"),
+    [
+        (["use_score_network=true", "score_only_inference=true"], False),
+        (["use_score_network=true"], False),  # the net plans (published): no Monte-Carlo draws
+        (["use_score_network=true", "score_planning=monte_carlo"], True),
+        ([], True),
+    ],
+)
+def test_planning_with_the_score_network_draws_only_the_action_noise(overrides, monte_carlo):
+    cfg = load_config(["preset=cpu", *overrides])
     noise = draw_numpy("plan", cfg, np.random.default_rng(0))
     assert isinstance(noise, DiffusionNoise)
-    assert noise.sample_eps.size == 0 and noise.action_eps.shape == (cfg.action_dim,)
+    assert (noise.sample_eps.size > 0) == monte_carlo
+    assert noise.action_eps.shape == (cfg.action_dim,)
+
+
+def test_score_target_draws_dropout_masks_planning_does_not():
+    cfg = load_config(["preset=cpu", "num_q=4", "dropout=0.5", "use_score_network=true"])
+    value = draw_numpy("update", cfg, np.random.default_rng(4), batch_size=8).score.value
+    assert value.q_keep.shape == (2, cfg.diffusion_num_samples_mf, cfg.mlp_dim)
+    assert set(np.unique(value.q_keep)) == {0.0, 1.0}
+    assert abs(value.q_keep.mean() - 0.5) < 0.05
+    assert draw_numpy("value", cfg, np.random.default_rng(4), 8).q_keep is None
 
 
 def test_fields_are_drawn_in_declaration_order():

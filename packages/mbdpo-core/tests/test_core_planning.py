@@ -185,8 +185,10 @@ def test_mppi_plan_finds_best_action(a_star, seed):
     assert -1.0 <= train_action[0] <= 1.0
 
 
-def test_score_only_warm_start_hand_value():
-    cfg = tiny("use_score_network=true", "score_only_inference=true")
+@pytest.mark.parametrize("score_only", ["false", "true"])
+def test_score_network_planning_warm_start_hand_value(score_only):
+    # use_score_network=true plans with the score net, score_only_inference or not (published).
+    cfg = tiny("use_score_network=true", f"score_only_inference={score_only}")
     params = init_params(cfg, np.random.default_rng(0))
     params["score.2.weight"] = np.zeros_like(params["score.2.weight"])
     z = model.encode(params, cfg, np.ones(5))

@@ -166,12 +166,27 @@ def test_q_dropout_and_target(setup):
 
 
 def test_task_embedding_max_norm():
-    params = {"task_emb.weight": np.array([[3.0, 4.0], [0.3, 0.4]], np.float32)}
-    e = model.task_embedding(params, np.array([0, 1, 0]))
-    # Row 0 has norm 5 -> scaled by 1/(5 + 1e-7); row 1 (norm 0.5) is kept.
-    np.testing.assert_allclose(e[0], [0.6, 0.8], rtol=1e-6)
-    np.testing.assert_allclose(e[1], [0.3, 0.4], rtol=1e-6)
-    assert params["task_emb.weight"][0, 0] == 3.0  # not renormalised in place
+    """torch's Embedding(max_norm=1): looked-up rows of norm > 1 are scaled by 1/(norm + 1e-7)
+    in the table; the lookup returns the table's rows."""
+    table = np.array([[3.0, 4.0], [0.3, 0.4], [0.0, 2.0], [30.0, 40.0]], np.float32)
+    params = {"task_emb.weight": table.copy(), "pi.0.bias": np.zeros(2, np.float32)}
+    task = np.array([[0, 1], [2, 0]])
+    after = model.renorm_task_rows(params, task)
+    # row 0: norm 5; row 2: norm 2; row 1 (norm 0.5) is kept; row 3 is not looked up
+    want = np.array(
+        [[3 / (5 + 1e-7), 4 / (5 + 1e-7)], [0.3, 0.4], [0.0, 2 / (2 + 1e-7)], [30.0, 40.0]],
+        np.float32,
+    )
+    np.testing.assert_array_equal(after["task_emb.weight"], want)
+    assert after["task_emb.weight"].dtype == np.float32
+    assert after["pi.0.bias"] is params["pi.0.bias"]
+    np.testing.assert_array_equal(params["task_emb.weight"], table)  # a new dict and table
+    e = model.task_embedding(params, task)
+    assert e.shape == (2, 2, 2)
+    np.testing.assert_array_equal(e, want[task].astype(np.float64))
+    # a renormalised row stays as it is (norm 5 / (5 + 1e-7) < 1)
+    again = model.renorm_task_rows(after, [0, 2])["task_emb.weight"]
+    np.testing.assert_array_equal(again, want)
 
 
 def test_multitask_masks_and_embedding():

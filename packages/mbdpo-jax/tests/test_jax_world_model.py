@@ -162,7 +162,8 @@ def test_rgb_encoder_matches_numpy_convolution(random_params):
         x = _numpy_conv(x, params[f"encoder.{i}.weight"].astype(np.float64), stride)
         x = x + params[f"encoder.{i}.bias"]
         x = np.maximum(x, 0.0) if i < 3 else x
-    close(z, ref.simnorm(x.reshape(2, -1), 8), 1e-4)
+    flat = np.transpose(x, (0, 3, 1, 2)).reshape(2, -1)  # channel-first, as published
+    close(z, ref.simnorm(flat, 8), 1e-4)
 
 
 def test_q_detach_passes_gradient_to_inputs_only(setup):

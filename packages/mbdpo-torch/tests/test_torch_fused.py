@@ -9,6 +9,8 @@ that nothing assumes that depth.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -80,8 +82,11 @@ def check_value_estimate(cfg, model, params, rng):
     N = 32
     actions = rng.uniform(-1, 1, (N, cfg.horizon, cfg.action_dim))
     stats = (0.1, 0.9)
-    for _ in range(2):
+    for dropout in (False, True):  # with dropout in the bootstrap pair: the score target
         noise = draw_numpy("value", cfg, rng, N)
+        if dropout:
+            keep = (rng.random((2, N, cfg.mlp_dim)) < 0.7).astype(np.float32)
+            noise = dataclasses.replace(noise, q_keep=keep)
         want = ref_planning.value_estimate(
             params, cfg, np.repeat(z0[None], N, 0), actions, task, noise, stats
         )

@@ -103,9 +103,9 @@ def test_planner_finds_the_best_action(tiny, planner):
         "iterations=6",
         task="reacher-easy",
     )
-    best = np.array([0.4, -0.3])
+    best, prior = np.array([0.4, -0.3]), np.array([-0.5, 0.5])  # the prior is not the answer
     model = WorldModel(cfg)
-    import_params(model, known_best_params(cfg, best, best if planner == "policy" else -best))
+    import_params(model, known_best_params(cfg, best, prior))
     sampler = Sampler(make_rng(0))
     plan = make_planner(cfg)
     z = torch.zeros(1, cfg.latent_dim)
@@ -114,4 +114,5 @@ def test_planner_finds_the_best_action(tiny, planner):
     for step in range(3):  # a few acts with the warm start
         noise = draw("plan", cfg, sampler)
         action, prev = plan(model, z, prev, step == 0, True, None, noise, stats)
-    np.testing.assert_allclose(action.numpy(), best, atol=0.05)
+    # the searches find the best action; the policy planner acts with the prior, not the values
+    np.testing.assert_allclose(action.numpy(), prior if planner == "policy" else best, atol=0.05)

@@ -99,14 +99,18 @@ def test_heads_match_reference(tiny, rparams, over, task_name):
         np.testing.assert_allclose(got.detach().numpy(), want, err_msg=name, **TOL)
 
 
-def test_task_embedding_is_not_modified(tiny, rparams):
+def test_task_embedding_renormalises_looked_up_rows_in_place(tiny, rparams):
+    """As torch's Embedding(max_norm=1): a lookup writes the renormalised rows into the table."""
     cfg = tiny(task="mt30")
     params = rparams(cfg)
+    params["task_emb.weight"][:4] *= 5.0  # norms well above 1
     model = build(cfg, params)
-    model.encode(torch.zeros(4, *cfg.obs_shape), torch.arange(4))
-    np.testing.assert_array_equal(
-        model.nets["task_emb"].weight.detach().numpy(), params["task_emb.weight"]
-    )
+    model.encode(torch.zeros(4, *cfg.obs_shape), torch.tensor([0, 2, 2, 5]))
+    table = model.nets["task_emb"].weight.detach().numpy()
+    want = ref.renorm_task_rows(params, [0, 2, 5])["task_emb.weight"]
+    np.testing.assert_allclose(table, want, rtol=1e-6, atol=0)
+    assert np.linalg.norm(table[[0, 2]], axis=-1).max() <= 1.0
+    np.testing.assert_array_equal(table[[1, 3]], params["task_emb.weight"][[1, 3]])
 
 
 @pytest.mark.parametrize("task_name", ["cheetah-run", "mt30"])

@@ -96,9 +96,17 @@ class AgentState:
         """Inverse of to_checkpoint, checked against the shapes `cfg` implies.
 
         Raises:
-            CheckpointError: names missing or unexpected, shapes that differ (all listed), or
-                meta without the agent's counters and statistics.
+            CheckpointError: names missing or unexpected, shapes that differ (all listed),
+                meta without the agent's counters and statistics, or an rgb checkpoint written
+                before the encoder's channel-first flatten (its saved config lacks obs_shift).
         """
+        saved = meta.get("config")
+        if cfg.obs == "rgb" and isinstance(saved, dict) and "obs_shift" not in saved:
+            raise CheckpointError(
+                "this obs=rgb checkpoint was written before the rgb encoder flattened its "
+                "features channel-first (docs/method.md#layers); its encoder computes another "
+                "function now. Train a new agent."
+            )
         params = split_prefix(arrays, "params/")
         check_arrays(param_shapes(cfg), params)
         adam = {}

@@ -22,9 +22,13 @@ from typing import Any, TypedDict
 import numpy as np
 
 from .batch import Batch
+from .config.validate import CHOICES
 from .errors import CheckpointError, ConfigError, DataFormatError, ShapeError
 
-__all__ = ["EpisodeRecord", "EpisodeRecorder", "ReplayBuffer"]
+__all__ = ["EpisodeRecord", "EpisodeRecorder", "ReplayBuffer", "SAMPLING"]
+
+SAMPLING = CHOICES["replay_sampling"]
+"""How `ReplayBuffer.sample` picks start rows (see its class docstring)."""
 
 _FIELDS = ("obs", "action", "reward", "terminated", "task", "left")  # the ring's arrays
 
@@ -102,6 +106,8 @@ class ReplayBuffer:
         action_dim: A.
         obs_dtype: storage dtype of observations (float32 for states, uint8 for rgb).
         seed: seed of the sampler's numpy Generator.
+        sampling: "rows": slices uniform over all valid start rows (every stored transition
+            equally likely); "episodes" (published): an episode uniformly, then a start in it.
     """
 
     def __init__(
@@ -111,7 +117,13 @@ class ReplayBuffer:
         action_dim: int,
         obs_dtype: np.dtype | type = np.float32,
         seed: int | None = None,
+        sampling: str = "rows",
     ) -> None:
+        if sampling not in SAMPLING:
+            raise ConfigError(
+                f"Invalid sampling={sampling!r}. Valid choices: {', '.join(SAMPLING)}."
+            )
+        self.sampling = sampling
         if capacity < 2:
             raise ConfigError(f"replay capacity must be >= 2 rows, got {capacity}.")
         self.capacity = int(capacity)
@@ -132,7 +144,7 @@ class ReplayBuffer:
         self._rows = 0
         self._episodes = 0
         self._has_task: bool | None = None
-        self._starts: dict[int, np.ndarray] = {}  # horizon -> valid start rows (cache)
+        self._starts: dict[int, Any] = {}  # horizon -> how to draw start rows (cache)
 
     def _reserve(self, rows: int) -> None:
         """Grow the storage (doubling, at most capacity) so that it holds `rows` rows."""
@@ -253,12 +265,43 @@ class ReplayBuffer:
         return rows[0], rows[1], rows[2].reshape(n), rows[3].reshape(n)
 
     def _valid_starts(self, horizon: int) -> np.ndarray:
-        if horizon not in self._starts:
-            self._starts[horizon] = np.flatnonzero(self._left[: self._filled] >= horizon)
-        return self._starts[horizon]
+        """Rows that start a slice of horizon + 1 rows inside one episode."""
+        return np.flatnonzero(self._left[: self._filled] >= horizon)
+
+    def _episode_starts(self, horizon: int) -> tuple[np.ndarray, np.ndarray]:
+        """(first row, number of valid start rows) of each episode with >= horizon + 1 rows."""
+        left = self._left[: self._filled]
+        previous = np.roll(left, 1)  # the ring's previous row
+        if self._filled < self.capacity:
+            previous[0] = -1
+        firsts = np.flatnonzero((left >= horizon) & (previous != left + 1))
+        return firsts, left[firsts] - horizon + 1
+
+    def _draw_starts(self, batch_size: int, horizon: int) -> np.ndarray:
+        """B start rows, uniform over valid start rows or over episodes then their rows."""
+        if horizon not in self._starts:  # fixed until the next add
+            by_rows = self.sampling == "rows"
+            find = self._valid_starts if by_rows else self._episode_starts
+            self._starts[horizon] = find(horizon)
+        if self.sampling == "rows":
+            starts = self._starts[horizon]
+            self._check_slices(starts.size, horizon)
+            return starts[self._rng.integers(0, starts.size, size=batch_size)]
+        firsts, counts = self._starts[horizon]
+        self._check_slices(firsts.size, horizon)
+        episode = self._rng.integers(0, firsts.size, size=batch_size)
+        return (firsts[episode] + self._rng.integers(0, counts[episode])) % self.capacity
+
+    def _check_slices(self, count: int, horizon: int) -> None:
+        if count == 0:
+            raise ConfigError(
+                f"no stored episode has horizon + 1 = {horizon + 1} rows "
+                f"({self._episodes} episodes, {len(self)} transitions stored); "
+                "add more data or lower horizon."
+            )
 
     def sample(self, batch_size: int, horizon: int) -> Batch:
-        """B slices of H+1 consecutive rows of one episode each, uniform over valid start rows.
+        """B slices of H+1 consecutive rows of one episode each (start rows as `sampling` says).
 
         Shapes:
           obs [H+1, B, *O], action [H, B, A], reward [H, B, 1], terminated [H, B, 1],
@@ -266,14 +309,7 @@ class ReplayBuffer:
         """
         if batch_size < 1 or horizon < 1:
             raise ConfigError(f"sample needs batch_size, horizon >= 1; got {batch_size}, {horizon}")
-        starts = self._valid_starts(horizon)
-        if starts.size == 0:
-            raise ConfigError(
-                f"no stored episode has horizon + 1 = {horizon + 1} rows "
-                f"({self._episodes} episodes, {len(self)} transitions stored); "
-                "add more data or lower horizon."
-            )
-        first = starts[self._rng.integers(0, starts.size, size=batch_size)]
+        first = self._draw_starts(batch_size, horizon)
         rows = (first[None, :] + np.arange(horizon + 1)[:, None]) % self.capacity  # [H+1, B]
         return Batch(
             obs=self._obs[rows],

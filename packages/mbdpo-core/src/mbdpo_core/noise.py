@@ -30,11 +30,14 @@ SHIFT_PAD = 3
 class ValueNoise:
     """The planning value estimate (docs/method.md#value-estimate).
 
-    Fields: pi_eps [N, A] policy sample at the last latent; q_pair [2] online Q members averaged.
+    Fields: pi_eps [N, A] policy sample at the last latent; q_pair [2] online Q members averaged;
+    q_keep [2, N, M] dropout keep masks of those two members' layer 0, or None (no dropout:
+    planning; the score target runs with dropout, as the published update does).
     """
 
     pi_eps: Array
     q_pair: Array
+    q_keep: Array | None = None
 
 
 @dataclass(frozen=True)
@@ -42,8 +45,9 @@ class DiffusionNoise:
     """One `act` of the diffusion planner (docs/method.md#diffusion-planner).
 
     Fields: sample_eps [I, N, H, A]; pi_eps [I, H, P, A] (policy rollouts, fresh per level);
-    value_pi_eps [I, N, A]; value_q_pair [I, 2]; action_eps [A] exploration noise (training).
-    Score-only planning reads action_eps only (I = N = P = 0).
+    value_pi_eps [I, N, A]; value_q_pair [I, 2]; action_eps [A] exploration noise (training);
+    obs_shift [2] (see PolicyNoise). Planning with the score network (cfg.score_net_plans)
+    reads action_eps (and obs_shift) only (I = N = P = 0).
     """
 
     sample_eps: Array
@@ -51,6 +55,7 @@ class DiffusionNoise:
     value_pi_eps: Array
     value_q_pair: Array
     action_eps: Array
+    obs_shift: Array | None = None
 
 
 @dataclass(frozen=True)
@@ -59,7 +64,7 @@ class MppiNoise:
 
     Fields: pi_eps [H, P, A] (policy rollouts, once per act); sample_eps [I, N-P, H, A];
     value_pi_eps [I, N, A]; value_q_pair [I, 2]; gumbel [num_elites] for the final elite
-    choice; action_eps [A].
+    choice; action_eps [A]; obs_shift [2] (see PolicyNoise).
     """
 
     pi_eps: Array
@@ -68,13 +73,20 @@ class MppiNoise:
     value_q_pair: Array
     gumbel: Array
     action_eps: Array
+    obs_shift: Array | None = None
 
 
 @dataclass(frozen=True)
 class PolicyNoise:
-    """One `act` of the policy-prior planner. Fields: action_eps [A] (sample in training)."""
+    """One `act` of the policy-prior planner. Fields: action_eps [A] (sample in training).
+
+    Every plan bundle also holds obs_shift [2] int: the random-shift offset (dx, dy) in
+    [0, 2 x SHIFT_PAD] of the observation acting encodes, in training and evaluation alike
+    (obs=rgb with obs_shift=always only, else None; docs/method.md#augmentation).
+    """
 
     action_eps: Array
+    obs_shift: Array | None = None
 
 
 @dataclass(frozen=True)
@@ -82,7 +94,7 @@ class ScoreNoise:
     """The score-network loss (docs/method.md#score-network).
 
     Fields: tau [] integer level in 1..T-1; x_tau [H, A]; sample_eps [S, H, A];
-    value: ValueNoise with pi_eps [S, A].
+    value: ValueNoise with pi_eps [S, A] and q_keep [2, S, M] (the target's V runs with dropout).
     """
 
     tau: Array
@@ -168,6 +180,14 @@ def diffusion_levels(cfg: Config) -> int:
     return noise_levels(cfg) - 1
 
 
+def _obs_shift(cfg: Config, lead: tuple[int, ...], acting: bool) -> Law | None:
+    """Random-shift offsets (dx, dy) [*lead, 2] in [0, 2 x SHIFT_PAD] for obs=rgb; acting draws
+    them only when it shifts (obs_shift=always). None otherwise."""
+    if cfg.obs != "rgb" or (acting and cfg.obs_shift != "always"):
+        return None
+    return Law("integers", (*lead, 2), (0, 2 * SHIFT_PAD + 1))
+
+
 def layout(kind: str, cfg: Config, batch_size: int | None = None) -> dict[str, Any]:
     """The declaration of bundle `kind`: field -> Law, a nested layout (dict) or None.
 
@@ -179,11 +199,11 @@ def layout(kind: str, cfg: Config, batch_size: int | None = None) -> dict[str, A
     if kind == "plan":
         kind = cfg.planner
     if kind == "value":
-        return {"pi_eps": Law("normal", (B, A)), "q_pair": Law("pairs", (), Nq)}
+        return {"pi_eps": Law("normal", (B, A)), "q_pair": Law("pairs", (), Nq), "q_keep": None}
     if kind == "diffusion":
         I, N = diffusion_levels(cfg), cfg.diffusion_num_samples
         P = min(cfg.diffusion_num_pi_trajs, N)
-        if cfg.score_only_inference:  # only action_eps is read
+        if cfg.score_net_plans:  # no Monte-Carlo score: only action_eps is read
             I = N = P = 0
         return {
             "sample_eps": Law("normal", (I, N, H, A)),
@@ -191,6 +211,7 @@ def layout(kind: str, cfg: Config, batch_size: int | None = None) -> dict[str, A
             "value_pi_eps": Law("normal", (I, N, A)),
             "value_q_pair": Law("pairs", (I,), Nq),
             "action_eps": Law("normal", (A,)),
+            "obs_shift": _obs_shift(cfg, (), acting=True),
         }
     if kind == "mppi":
         I, N = cfg.iterations, cfg.num_samples
@@ -202,16 +223,17 @@ def layout(kind: str, cfg: Config, batch_size: int | None = None) -> dict[str, A
             "value_q_pair": Law("pairs", (I,), Nq),
             "gumbel": Law("gumbel", (cfg.num_elites,)),
             "action_eps": Law("normal", (A,)),
+            "obs_shift": _obs_shift(cfg, (), acting=True),
         }
     if kind == "policy":
-        return {"action_eps": Law("normal", (A,))}
+        return {"action_eps": Law("normal", (A,)), "obs_shift": _obs_shift(cfg, (), acting=True)}
     if kind == "score":
         S = cfg.diffusion_num_samples_mf
         return {
             "tau": Law("integers", (), (1, noise_levels(cfg))),
             "x_tau": Law("normal", (H, A)),
             "sample_eps": Law("normal", (S, H, A)),
-            "value": layout("value", cfg, S),
+            "value": {**layout("value", cfg, S), "q_keep": Law("bernoulli", (2, S, M), keep)},
         }
     if kind == "update":
         return {
@@ -225,9 +247,7 @@ def layout(kind: str, cfg: Config, batch_size: int | None = None) -> dict[str, A
             "pi_q_pair": Law("pairs", (), Nq),
             "pi_q_keep": Law("bernoulli", (2, H + 1, B, M), keep),
             "score": layout("score", cfg) if cfg.use_score_network else None,
-            "obs_shift": Law("integers", (H + 1, B, 2), (0, 2 * SHIFT_PAD + 1))
-            if cfg.obs == "rgb"
-            else None,
+            "obs_shift": _obs_shift(cfg, (H + 1, B), acting=False),
         }
     raise ValueError(f"Unknown noise bundle {kind!r}. Valid kinds: plan, {', '.join(BUNDLES)}.")
 

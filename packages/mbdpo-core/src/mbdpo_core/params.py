@@ -106,17 +106,23 @@ def param_shapes(cfg: Config, target: bool = True) -> dict[str, tuple[int, ...]]
 def init_params(cfg: Config, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Initial parameters in canonical naming (docs/method.md#initialisation).
 
-    Linear/conv weights: truncated normal, std 0.02, cut at +-2 (absolute, as PyTorch's default);
+    Linear weights: truncated normal, std 0.02, cut at +-2 (absolute, as PyTorch's default);
     biases 0; LayerNorm weight 1, bias 0; last weight of reward, energy and every Q member 0;
-    task embedding uniform(-0.02, 0.02); target Q = copy of Q.
+    task embedding uniform(-0.02, 0.02); target Q = copy of Q. rgb conv layers keep PyTorch's
+    default Conv2d init: weight and bias uniform(-b, b), b = 1 / sqrt(in x k x k).
     """
     shapes = param_shapes(cfg, target=False)
     last = {m: len(layers) - 1 for m, layers in module_layers(cfg).items()}
+    convs = dict(enumerate(conv_layers(cfg))) if cfg.obs == "rgb" else {}
     params: dict[str, np.ndarray] = {}
     for name, shape in shapes.items():
         module, *rest = name.split(".")
         if name == "task_emb.weight":
             value = rng.uniform(-0.02, 0.02, shape)
+        elif module == "encoder" and convs:  # weight, then bias, of each conv layer
+            conv = convs[int(rest[0])]
+            bound = 1.0 / np.sqrt(conv.in_dim * conv.kernel**2)
+            value = rng.uniform(-bound, bound, shape)
         elif rest[-1] == "weight" and rest[-2] == "ln":
             value = np.ones(shape)
         elif rest[-1] == "bias":

@@ -29,6 +29,8 @@ from mbdpo_core.metrics import UPDATE_METRICS
 from mbdpo_core.noise import UpdateNoise, draw
 from mbdpo_core.params import init_params
 
+from .augment import acting_obs
+from .layers import renorm_rows
 from .losses import DeviceBatch, device_batch
 from .noise import Sampler, to_device
 from .params_io import export_params, from_agent_state, import_params, to_agent_state
@@ -71,6 +73,7 @@ def _graphdefs(cfg: Config) -> tuple[nnx.GraphDef, nnx.GraphDef]:
 
 def _plan_core(cfg: Config, model_state, stats, prev_plan, obs, t0, eval_mode, task, noise):
     model = nnx.merge(_graphdefs(cfg)[0], model_state)
+    obs = acting_obs(cfg, obs, noise.obs_shift)  # rgb: shifted unless obs_shift=update
     z = model.encode(obs[None], None if task is None else task[None])
     plan = make_planner(cfg)
     return plan(model, z, prev_plan, t0, eval_mode, task, noise, (stats[0], stats[1]))
@@ -114,6 +117,17 @@ def _train_with_noise(cfg: Config, state: _TrainState, batch: DeviceBatch, noise
     grads: dict[str, jax.Array] = {}
     state, metrics = _step(cfg, state, batch, noise, grads)
     return state, metrics, grads
+
+
+_renorm_table = jax.jit(renorm_rows)
+
+
+def _renorm_task_row(state: _TrainState, task: jax.Array) -> _TrainState:
+    """The state with the acting task's embedding row renormalised, as torch's lookups do in
+    place when acting (docs/method.md#task-embedding-and-action-masks)."""
+    nets = state.model["nets"]
+    emb = {**nets["task_emb"], "weight": _renorm_table(nets["task_emb"]["weight"], task)}
+    return state.replace(model={**state.model, "nets": {**nets, "task_emb": emb}})
 
 
 def _floats(metrics: dict[str, jax.Array]) -> dict[str, float]:
@@ -173,6 +187,7 @@ class Agent(CheckpointingAgent):
                     f"task={task!r}: a multi-task agent needs a task id in 0..{cfg.n_tasks - 1}."
                 )
             task = jnp.asarray(int(task), jnp.int32)
+            self._state = s = _renorm_task_row(s, task)
         else:
             task = None
         obs = jnp.asarray(obs if obs.dtype == np.uint8 else obs.astype(np.float32))

@@ -2,14 +2,18 @@
 mbdpo_core.reference.augment).
 
 Replicate-pad by SHIFT_PAD pixels and crop at an integer offset (dx, dy) in [0, 2 SHIFT_PAD]
-per image, given by UpdateNoise.obs_shift. The update applies it to every encoded observation
-of the batch; acting never does.
+per image. The update applies it to every encoded observation of the batch
+(UpdateNoise.obs_shift); the agent's act shifts its observation too (the plan bundle's
+obs_shift) unless obs_shift=update (`acting_obs`).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
+from mbdpo_core.config.schema import Config
 from mbdpo_core.noise import SHIFT_PAD
 
 
@@ -25,3 +29,16 @@ def random_shift(obs: jax.Array, shift: jax.Array, pad: int = SHIFT_PAD) -> jax.
     cols = jnp.clip(jnp.arange(w) + shift[..., 0:1] - pad, 0, w - 1)  # [..., S]
     out = jnp.take_along_axis(obs, rows[..., None, :, None], axis=-2, mode="clip")
     return jnp.take_along_axis(out, cols[..., None, None, :], axis=-1, mode="clip")
+
+
+def acting_obs(cfg: Config, obs: jax.Array, shift: Any) -> jax.Array:
+    """The observation act encodes: shifted by the plan bundle's obs_shift when obs=rgb and
+    obs_shift=always (training and evaluation alike, as published), else obs as it is.
+
+    Shapes: obs [O] (rgb: [C, S, S]), shift [2] int or None -> obs's shape.
+    """
+    if cfg.obs != "rgb" or cfg.obs_shift != "always":
+        return obs
+    if shift is None:
+        raise ValueError("obs=rgb with obs_shift=always needs the plan bundle's obs_shift [2].")
+    return random_shift(obs, shift)

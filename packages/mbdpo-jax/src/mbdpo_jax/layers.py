@@ -155,8 +155,9 @@ def _mlp(
 
 
 class ConvEncoder(nnx.List):
-    """rgb encoder: x / 255 - 0.5, one VALID conv per layer (ReLU between), flatten [h, w, c],
-    SimNorm. Conv weights [k, k, in, out] (HWIO), bias [out]."""
+    """rgb encoder: x / 255 - 0.5, one VALID conv per layer (ReLU between), flatten
+    channel-first [c, h, w] as the published encoder does, SimNorm (docs/method.md#layers).
+    Conv weights [k, k, in, out] (HWIO), bias [out]."""
 
     def __init__(self, layers: Sequence[Layer], simnorm_dim: int = 8) -> None:
         super().__init__([Linear(layer) for layer in layers])
@@ -175,17 +176,36 @@ class ConvEncoder(nnx.List):
             x = x + conv.bias[...]
             if i < len(self.strides) - 1:
                 x = jax.nn.relu(x)
+        x = jnp.transpose(x, (0, 3, 1, 2))  # [N, h, w, C] -> [N, C, h, w]
         return simnorm(x.reshape(*lead, -1), self.simnorm_dim)
 
 
+def renorm_rows(table: jax.Array, task: jax.Array) -> jax.Array:
+    """The table with its rows `task` of L2 norm > 1 scaled by 1 / (norm + 1e-7) (torch's
+    embedding_renorm_, max_norm 1; docs/method.md#task-embedding-and-action-masks).
+
+    Shapes: table [Mt, E], task [...] int -> [Mt, E].
+    """
+    hit = jnp.zeros(table.shape[0], bool).at[jnp.reshape(task, -1)].set(True)
+    norm = jnp.linalg.norm(table, axis=-1, keepdims=True)
+    return jnp.where(hit[:, None] & (norm > 1.0), table * (1.0 / (norm + 1e-7)), table)
+
+
 class TaskEmbedding(nnx.Module):
-    """Task embedding table weight [Mt, E]; rows rescaled to L2 norm <= 1 on lookup."""
+    """Task embedding table weight [Mt, E] with torch's Embedding(max_norm=1) semantics: a
+    lookup returns the renormalised rows with a plain lookup gradient. The stored table is
+    renormalised by renorm_, which the update and acting call where torch's lookups write."""
 
     def __init__(self, n_tasks: int, dim: int) -> None:
         self.weight = nnx.Param(jnp.zeros((n_tasks, dim), jnp.float32))
 
+    def renorm_(self, task: jax.Array) -> None:
+        """Renormalise the stored rows `task` (renorm_rows), in place. Shapes: task [...] int."""
+        self.weight[...] = renorm_rows(self.weight[...], task)
+
     def __call__(self, task: jax.Array) -> jax.Array:
-        """Functional max_norm=1 (the table is not modified). Shapes: task [...] int -> [..., E]."""
-        e = self.weight[...][task]
-        norm = jnp.linalg.norm(e, axis=-1, keepdims=True)
-        return e * jnp.minimum(1.0, 1.0 / (norm + 1e-7))
+        """The rows of renorm_rows(weight, task); d/d weight is the plain lookup's.
+        Shapes: task [...] int -> [..., E]."""
+        w = self.weight[...]
+        e = w[task]
+        return jax.lax.stop_gradient(renorm_rows(w, task))[task] + (e - jax.lax.stop_gradient(e))

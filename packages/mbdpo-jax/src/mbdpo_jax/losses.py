@@ -145,7 +145,9 @@ def score_loss(
     noise: ScoreNoise,
     energy_stats: tuple[jax.Array, jax.Array],
 ) -> jax.Array:
-    """Squared error of the score network against a Monte-Carlo score target at one level.
+    """Squared error of the score network against a Monte-Carlo score target at one level. As
+    published, the target's value estimate uses the energy statistics after this batch
+    (`energy_stats`) and Q dropout (noise.value.q_keep).
 
     Shapes: z_star [Z] (not detached), task [] or None, noise.sample_eps [S, H, A] -> [].
     """
@@ -208,7 +210,7 @@ def world_model_loss(
         if noise.score is None:
             raise ValueError("use_score_network=true needs UpdateNoise.score (a ScoreNoise).")
         task0 = None if batch.task is None else batch.task[0]
-        terms["score_loss"] = score_loss(model, zs[0, 0], task0, noise.score, energy_stats)
+        terms["score_loss"] = score_loss(model, zs[0, 0], task0, noise.score, new_stats)
     total = sum(getattr(cfg, LOSS_COEFS[k]) * terms[k] for k in LOSS_TERMS)
     aux = {**terms, "total_loss": total, "zs": zs, "td": td, "energy_stats": new_stats}
     return total, aux

@@ -67,6 +67,12 @@ def polyak(model: WorldModel, tau: float) -> None:
     nnx.update(target, new)
 
 
+def _renorm_task_rows(model: WorldModel, task: jax.Array | None) -> None:
+    """Renormalise the stored task-embedding rows `task` (multi-task only), in place."""
+    if model.cfg.multitask and task is not None:
+        model.nets["task_emb"].renorm_(task)
+
+
 def update_step(
     model: WorldModel,
     optimizers: tuple[nnx.Optimizer, nnx.Optimizer],
@@ -95,9 +101,13 @@ def update_step(
     def wm_loss(m: WorldModel):
         return world_model_loss(m, batch, noise, stats)
 
+    # torch's lookups renormalise the batch's task rows in place: before the world-model step
+    # (so Adam steps from the renormalised rows) and again in the policy step, after it
+    _renorm_task_rows(model, batch.task)
     (_, aux), grads = _value_and_grad(wm_loss, model, "model")
     clipped, grad_norm = _clip(grads, cfg.grad_clip_norm)
     optim.update(model, clipped)
+    _renorm_task_rows(model, batch.task)
 
     zs = jax.lax.stop_gradient(aux["zs"])
 

@@ -54,9 +54,11 @@ def value_estimate(
 
     `z` may have a leading dim of 1 for N candidates from one start latent: the first step then
     computes the latent's share of every first layer once. Only the two members of
-    `noise.q_pair` are evaluated at the bootstrap.
+    `noise.q_pair` are evaluated at the bootstrap, with dropout when noise.q_keep is given (the
+    score target).
 
-    Shapes: z [N or 1, Z], actions [N, H, A], noise.pi_eps [N, A], noise.q_pair [2] -> [N, 1].
+    Shapes: z [N or 1, Z], actions [N, H, A], noise.pi_eps [N, A], noise.q_pair [2],
+    noise.q_keep [2, N, M] or None -> [N, 1].
     """
     cfg = model.cfg
     gamma = discount(model, task)
@@ -71,5 +73,5 @@ def value_estimate(
             done = (jax.nn.sigmoid(model.termination(z, task)) > 0.5).astype(jnp.float32)
             term = jnp.minimum(term + done, 1.0)
     a_last, _ = model.pi(z, task, noise.pi_eps)
-    q = two_hot_inv(model.Q(z, a_last, task, members=noise.q_pair), cfg)
+    q = two_hot_inv(model.Q(z, a_last, task, keep=noise.q_keep, members=noise.q_pair), cfg)
     return ret + disc * (1.0 - term) * jnp.mean(q, axis=0)

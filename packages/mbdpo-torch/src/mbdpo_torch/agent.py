@@ -28,6 +28,7 @@ from mbdpo_core.metrics import UPDATE_METRICS
 from mbdpo_core.noise import draw
 from mbdpo_core.params import init_params
 
+from .augment import acting_obs
 from .losses import device_batch
 from .noise import Sampler, to_device
 from .params_io import export_params, from_agent_state, import_params, to_agent_state
@@ -78,15 +79,17 @@ class Agent(CheckpointingAgent):
     def plan_with_noise(
         self, obs: np.ndarray, t0: bool, eval_mode: bool, task: int | None, noise: Any
     ) -> np.ndarray:
-        """act with a caller's bundle of cfg.planner (mbdpo_core.noise, numpy or torch)."""
+        """act with a caller's bundle of cfg.planner (mbdpo_core.noise, numpy or torch); an rgb
+        observation is first shifted by noise.obs_shift unless obs_shift=update."""
         obs_t = torch.as_tensor(np.asarray(obs), device=self.device)
         if tuple(obs_t.shape) != tuple(self.cfg.obs_shape):
             raise ShapeError(f"obs has shape {tuple(obs_t.shape)}, expected {self.cfg.obs_shape}.")
         if obs_t.dtype != torch.uint8:
             obs_t = obs_t.float()
         task_t = self._task(task)
-        z = self._model.encode(obs_t[None], task_t)
         noise = to_device(noise, self.device)
+        obs_t = acting_obs(self.cfg, obs_t, noise.obs_shift)
+        z = self._model.encode(obs_t[None], task_t)
         action, self._prev_plan = self.planner(
             self._model, z, self._prev_plan, t0, eval_mode, task_t, noise, self.energy_stats
         )

@@ -162,7 +162,8 @@ class PlanningHeads:
         return run_layers([rew], h[1]), run_layers([en], h[2]), z_next
 
     def _bootstrap(self, z: torch.Tensor, noise: ValueNoise) -> torch.Tensor:
-        """Mean decoded Q of the pair at a policy action. Shapes: z [N, Z] -> [N, 1]."""
+        """Mean decoded Q of the pair at a policy action, with dropout when noise.q_keep is given
+        (the score target). Shapes: z [N, Z], noise.q_keep [2, N, M] or None -> [N, 1]."""
         model, pi, q, pair = self.model, self.model.nets["pi"], self.model.nets["q"], noise.q_pair
         zin = model._inputs(z, self.task)
         d_in, M_pi = zin.shape[-1], pi[0].weight.shape[-1]
@@ -175,6 +176,8 @@ class PlanningHeads:
         a_H, _ = model._pi_sample(*model._pi_squash(out), noise.pi_eps, self.task)
         wa = wq0[:, d_in:].permute(1, 0, 2).reshape(a_H.shape[-1], 2 * M_q)  # [A, 2M]
         hq = torch.addmm(h[:, M_pi:], a_H, wa).view(-1, 2, M_q).transpose(0, 1)  # [2, N, M]
+        if noise.q_keep is not None:
+            hq = hq * noise.q_keep * (1.0 / (1.0 - model.cfg.dropout))
         hq = ensemble_ln_mish(hq, q[0].ln.weight[pair], q[0].ln.bias[pair])
         logits = ensemble_forward(list(q)[1:], hq, members=pair, stacked=True)
         return two_hot_inv(logits, model.cfg).mean(0)

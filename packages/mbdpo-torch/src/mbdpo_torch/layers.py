@@ -67,8 +67,9 @@ class MLP(nn.ModuleList):
 
 
 class ConvEncoder(nn.ModuleList):
-    """The rgb encoder: convs with ReLU between, flatten, SimNorm. Weights stay in canonical
-    HWIO layout and are permuted to torch's OIHW on use."""
+    """The rgb encoder: convs with ReLU between, flatten channel-first (c, h, w) as the
+    published encoder does, SimNorm (docs/method.md#layers). Weights stay in canonical HWIO
+    layout and are permuted to torch's OIHW on use."""
 
     def __init__(self, layers: list[Layer], simnorm_dim: int = 8) -> None:
         super().__init__(Linear(layer) for layer in layers)
@@ -83,17 +84,33 @@ class ConvEncoder(nn.ModuleList):
             x = F.conv2d(x, conv.weight.permute(3, 2, 0, 1), conv.bias, stride=stride)
             if i < len(self) - 1:
                 x = F.relu(x)
-        return simnorm(x.permute(0, 2, 3, 1).reshape(*lead, -1), self.simnorm_dim)
+        return simnorm(x.reshape(*lead, -1), self.simnorm_dim)  # x is [N, C, h, w]
+
+
+def renorm_rows(table: torch.Tensor, task: torch.Tensor) -> torch.Tensor:
+    """Rows `task` of the table with L2 norm > 1 scaled by 1 / (norm + 1e-7), in place (torch's
+    embedding_renorm_, max_norm 1); returns the table.
+
+    docs/method.md#task-embedding-and-action-masks. Shapes: table [Mt, E], task [...] int.
+    """
+    with torch.no_grad():
+        return torch.embedding_renorm_(table, task.reshape(-1).long(), 1.0, 2.0)
 
 
 class TaskEmbedding(nn.Module):
-    """Task embedding table: weight [Mt, E]; rows are renormalised to norm <= 1 on lookup."""
+    """Task embedding table: weight [Mt, E], torch's Embedding(max_norm=1): every lookup first
+    renormalises the looked-up rows of the weight in place, then is a plain lookup (its gradient
+    is not differentiated through the renormalisation)."""
 
     def __init__(self, n_tasks: int, dim: int) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.zeros(n_tasks, dim))
 
+    def renorm_(self, task: torch.Tensor) -> None:
+        """Renormalise the stored rows `task` (renorm_rows). Shapes: task [...] int."""
+        renorm_rows(self.weight, task)
+
     def forward(self, task: torch.Tensor) -> torch.Tensor:
-        """Functional max_norm=1 (the weight is not modified). Shapes: task [...] -> [..., E]."""
-        e = self.weight[task]
-        return e * torch.clamp(1.0 / (e.norm(dim=-1, keepdim=True) + 1e-7), max=1.0)
+        """renorm_(task), then the rows. Shapes: task [...] -> [..., E]."""
+        self.renorm_(task)
+        return F.embedding(task, self.weight)

@@ -128,7 +128,7 @@ def world_model_loss(
         if noise.score is None:
             raise ValueError("use_score_network=true needs UpdateNoise.score (a ScoreNoise).")
         task0 = None if batch.task is None else batch.task[:1]
-        terms["score_loss"] = score_loss(model, zs[0, 0], task0, noise.score, energy_stats)
+        terms["score_loss"] = score_loss(model, zs[0, 0], task0, noise.score, new_stats)
     total = sum(getattr(cfg, LOSS_COEFS[name]) * terms[name] for name in LOSS_TERMS)
     return total, {**terms, "zs": zs, "td": td, "energy_stats": new_stats}
 
@@ -178,7 +178,8 @@ def score_loss(
     energy_stats: torch.Tensor,
 ) -> torch.Tensor:
     """Squared error of the score net to a Monte-Carlo score target at level noise.tau
-    (docs/method.md#score-network).
+    (docs/method.md#score-network). As published, the target's value estimate uses the energy
+    statistics after this batch (`energy_stats`) and Q dropout (noise.value.q_keep).
 
     Shapes: z_star [Z] (not detached: the encoder gets this gradient), task [1] or None -> [].
     """

@@ -56,7 +56,7 @@ def value_estimate(
         z: the latent every candidate starts from [1, Z].
         actions: candidate sequences [N, H, A].
         task: task id [1] or None.
-        noise: pi_eps [N, A], q_pair [2].
+        noise: pi_eps [N, A], q_pair [2], q_keep [2, N, M] or None (dropout: the score target).
         energy_stats: (mu, sigma) of F logits [2].
 
     Shapes: -> [N, 1].

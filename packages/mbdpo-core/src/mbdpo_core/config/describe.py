@@ -32,6 +32,8 @@ PLANNERS: dict[str, tuple[str, tuple[str, ...]]] = {
             "diffusion_num_pi_trajs",
             "diffusion_temperature",
             "diffusion_action_noise",
+            "use_score_network",
+            "score_planning",
             "score_only_inference",
         ),
     ),

@@ -27,7 +27,15 @@ ALIASES = {
 """The published names of the energy head's keys, accepted for ours."""
 REMOVED_KEYS = ("checkpoint",)
 """Keys of earlier releases that nothing read; dropped when an old saved config is read."""
-ADDED_KEYS = ("resume_from", "allow_backend_switch", "keep_checkpoints")
+ADDED_KEYS = (
+    "resume_from",
+    "allow_backend_switch",
+    "keep_checkpoints",
+    "replay_sampling",
+    "obs_shift",
+    "score_planning",
+    "mt30_dims",
+)
 """Keys added after release 0.1; an older saved config takes their default.yaml values."""
 
 
@@ -143,9 +151,7 @@ def _derive(values: dict[str, Any], *, backend: str, notes: list[str], user: dic
     if multitask:
         if values["episodic"]:
             raise ConfigError("Episodic (terminating) tasks are single-task only.")
-        if "task_dim" not in user:
-            mt30_small = values["task"] == "mt30" and values["model_size"] not in (1, 317)
-            values["task_dim"] = 64 if mt30_small else 96
+        _multitask_dims(values, user)
     else:
         values["task_dim"] = 0
     if values["obs"] == "rgb":
@@ -183,6 +189,23 @@ def _derive(values: dict[str, Any], *, backend: str, notes: list[str], user: dic
         bin_size=(values["vmax"] - values["vmin"]) / (values["num_bins"] - 1),
         notes=tuple(notes),
     )
+
+
+def _multitask_dims(values: dict[str, Any], user: dict) -> None:
+    """task_dim (and mt30's latent_dim) of a multi-task run, as the published parsers set them
+    (docs/design.md#configuration); explicit values win.
+
+    mt80: task_dim 96. mt30: 64 with `mt30_dims=mbdpo` (MBDPO's parser: its special cases name
+    sizes 2, 21 and 340, which are not model sizes, so they never apply); with
+    `mt30_dims=tdmpc2` (TD-MPC2's parser, the shapes of its released mt30 checkpoints) 96 at
+    model sizes 1 and 317, else 64, and latent_dim 512 at model size 19.
+    """
+    tdmpc2 = values["task"] == "mt30" and values["mt30_dims"] == "tdmpc2"
+    if "task_dim" not in user:
+        wide = values["task"] != "mt30" or (tdmpc2 and values["model_size"] in (1, 317))
+        values["task_dim"] = 96 if wide else 64
+    if tdmpc2 and values["model_size"] == 19 and "latent_dim" not in user:
+        values["latent_dim"] = 512
 
 
 def _rgb_channels(values: dict[str, Any], notes: list[str], user: dict) -> None:

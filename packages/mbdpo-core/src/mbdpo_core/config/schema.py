@@ -15,6 +15,7 @@ class Config:
     # environment
     task: str
     obs: str
+    obs_shift: str
     episodic: bool | None
     # run
     preset: str
@@ -34,6 +35,7 @@ class Config:
     # world-model training
     batch_size: int
     buffer_size: int
+    replay_sampling: str
     lr: float
     enc_lr_scale: float
     grad_clip_norm: float
@@ -55,6 +57,7 @@ class Config:
     energy_pairing: str
     # score network
     use_score_network: bool
+    score_planning: str
     score_loss_coef: float
     score_only_inference: bool
     diffusion_num_samples_mf: int
@@ -94,6 +97,7 @@ class Config:
     num_q: int
     num_channels: int
     task_dim: int
+    mt30_dims: str
     dropout: float
     simnorm_dim: int
 
@@ -124,3 +128,9 @@ class Config:
     @property
     def n_tasks(self) -> int:
         return len(self.tasks)
+
+    @property
+    def score_net_plans(self) -> bool:
+        """The diffusion planner follows the score network instead of the Monte-Carlo score
+        (use_score_network with score_planning=network; docs/method.md#diffusion-planner)."""
+        return self.use_score_network and self.score_planning == "network"

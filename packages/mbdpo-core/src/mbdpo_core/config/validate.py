@@ -17,9 +17,13 @@ from .schema import Config
 
 CHOICES: dict[str, tuple[Any, ...]] = {
     "obs": ("state", "rgb"),
+    "obs_shift": ("always", "update"),
     "preset": PRESET_CHOICES,
     "planner": ("diffusion", "mppi", "policy"),
     "energy_pairing": ("aligned", "published"),
+    "mt30_dims": ("mbdpo", "tdmpc2"),
+    "score_planning": ("network", "monte_carlo"),
+    "replay_sampling": ("rows", "episodes"),
     "model_size": tuple(MODEL_SIZES),
 }
 
@@ -186,6 +190,11 @@ def check_values(values: dict[str, Any]) -> None:
         raise ConfigError(
             "score_only_inference=true plans with the score network, which is only trained "
             "with use_score_network=true."
+        )
+    if values["score_only_inference"] and values["score_planning"] != "network":
+        raise ConfigError(
+            "score_only_inference=true plans with the score network, which contradicts "
+            f"score_planning={values['score_planning']}; drop one of them."
         )
     checkpoint = values["resume_from"]
     if checkpoint is not None:

@@ -1,11 +1,12 @@
 """The online training loop (single task), composed of parts it receives (docs/design.md#loops).
 
-One environment step: act (uniform random during the first `seed_steps` steps), step the env,
-record; a step from `seed_steps` on owes updates on batches from the replay (the first one a
-burst of `seed_steps` updates, then one each), paid before the next step. At an episode's end:
-add it to the replay and log its row; then, at that boundary, evaluate and checkpoint if one fell
-due. The run stops after exactly `steps` steps, evaluating and checkpointing there, mid-episode if
-need be. Evaluation leaves the agent's state (RNG, warm start) as it found it.
+One environment step: act (uniform random up to and including step `seed_steps`, as
+published), step the env, record; a step from `seed_steps` on owes updates on batches from the
+replay (the first one a burst of `seed_steps` updates, then one each), paid before the next
+step. At an episode's end: add it to the replay and log its row; then, at that boundary,
+evaluate and checkpoint if one fell due. The run stops after exactly `steps` steps, evaluating
+and checkpointing there, mid-episode if need be. Evaluation leaves the agent's state (RNG,
+warm start) as it found it.
 
 Every episode's reset is seeded from (seed, episode index), so a run restored from a checkpoint
 continues exactly as the uninterrupted run would have: a checkpoint written mid-episode (at the
@@ -43,6 +44,7 @@ def make_replay(cfg: Config) -> ReplayBuffer:
         action_dim=cfg.action_dim,
         obs_dtype=np.uint8 if cfg.obs == "rgb" else np.float32,
         seed=cfg.seed,
+        sampling=cfg.replay_sampling,
     )
 
 
@@ -203,12 +205,11 @@ class OnlineTrainer:
             self.obs, _ = self.env.reset(seed=episode_seed(cfg.seed, TRAIN, st.episode))
             self.recorder, self.done = EpisodeRecorder(self.obs), False
             st.episode += 1
-        if st.step < cfg.seed_steps:
-            self._enter("seeding", min(cfg.seed_steps, cfg.steps) - st.step)
+        if st.step <= cfg.seed_steps:  # the burst's step acts at random too, as published
+            self._enter("seeding", min(cfg.seed_steps + 1, cfg.steps) - st.step)
             action = st.rng.uniform(-1, 1, cfg.action_dim).astype(np.float32)
         else:
-            if st.step > cfg.seed_steps:  # the step at seed_steps belongs to the burst
-                self._enter("training", cfg.steps - st.step)
+            self._enter("training", cfg.steps - st.step)
             action = self.agent.act(self.obs, t0=len(self.recorder) == 0, eval_mode=False)
         self.obs, reward, terminated, truncated, info = self.env.step(action)
         self.recorder.add(action, reward, terminated, self.obs, info)

@@ -2,8 +2,9 @@
 
 Random shift (DrQ / TD-MPC2 style): replicate-pad every image by SHIFT_PAD = 3 pixels, then crop
 the original size at an integer offset (dx, dy) in [0, 6], one offset per image. This equals the
-published bilinear `grid_sample` formulation at its integer shifts. MBDPO applies it in the
-update only (to every encoded observation of the batch), never when acting.
+published bilinear `grid_sample` formulation at its integer shifts. The update shifts every
+encoded observation of its batch (UpdateNoise.obs_shift); acting shifts its observation too
+(the plan bundle's obs_shift) unless obs_shift=update (docs/method.md#augmentation).
 
 Shapes: N leading image dims, C channels (9 = 3 stacked RGB frames), S = 64 image side.
 """
@@ -14,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ..config.schema import Config
 from ..noise import SHIFT_PAD
 
 CONV_STRIDES = (2, 2, 2, 1)
@@ -37,6 +39,19 @@ def random_shift(obs: Any, shift: Any, pad: int = SHIFT_PAD) -> np.ndarray:
     return np.take_along_axis(out, cols[..., None, None, :], axis=-1)
 
 
+def acting_obs(cfg: Config, obs: Any, shift: Any) -> Any:
+    """The observation that acting encodes: obs=rgb with obs_shift=always shifts it by the plan
+    bundle's obs_shift (training and evaluation alike, as published); otherwise obs as it is.
+
+    Shapes: obs [O] (rgb: [C, S, S]), shift [2] int or None -> obs's shape.
+    """
+    if cfg.obs != "rgb" or cfg.obs_shift != "always":
+        return obs
+    if shift is None:
+        raise ValueError("obs=rgb with obs_shift=always needs the plan bundle's obs_shift [2].")
+    return random_shift(obs, shift)
+
+
 def conv2d(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, stride: int) -> np.ndarray:
     """'VALID' convolution, channel-last. Shapes: x [N, h, w, in], weight [k, k, in, out] (HWIO),
     bias [out] -> [N, (h - k) // stride + 1, (w - k) // stride + 1, out]."""
@@ -47,7 +62,9 @@ def conv2d(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, stride: int) -> 
 
 
 def conv_features(params: dict[str, np.ndarray], obs: Any) -> np.ndarray:
-    """x / 255 - 0.5, conv k7s2 ReLU, k5s2 ReLU, k3s2 ReLU, k3s1, flatten [h, w, c] (no SimNorm).
+    """x / 255 - 0.5, conv k7s2 ReLU, k5s2 ReLU, k3s2 ReLU, k3s1, flatten channel-first
+    [c, h, w] as the published encoder does (no SimNorm): feature c * 16 + h * 4 + w, so each
+    SimNorm group of 8 is one channel over 8 consecutive positions.
 
     Shapes: obs [..., C, 64, 64] (uint8 or float) -> [..., 16 num_channels]
     (spatial 64 -> 29 -> 13 -> 6 -> 4).
@@ -62,4 +79,4 @@ def conv_features(params: dict[str, np.ndarray], obs: Any) -> np.ndarray:
         x = conv2d(x, w, b, stride)
         if i < len(CONV_STRIDES) - 1:
             x = np.maximum(x, 0.0)
-    return x.reshape(*lead, -1)
+    return np.transpose(x, (0, 3, 1, 2)).reshape(*lead, -1)

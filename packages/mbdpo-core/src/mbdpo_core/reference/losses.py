@@ -53,7 +53,11 @@ def energy_candidates(
 def _score_loss(
     params: Params, cfg: Config, z_star: np.ndarray, task: Any, noise: ScoreNoise, stats
 ) -> float:
-    """Monte-Carlo score target at one random level and the score net's squared error."""
+    """Monte-Carlo score target at one random level and the score net's squared error.
+
+    The target's value estimate runs as in the published update: with the energy statistics
+    `stats` after this batch's energy loss and with Q dropout (noise.value.q_keep).
+    """
     _, _, ab = noise_schedule(cfg.diffusion_steps, cfg.diffusion_beta0, cfg.diffusion_betaT)
     tau = int(noise.tau)
     x_tau = _f64(noise.x_tau)
@@ -147,7 +151,7 @@ def world_model_losses(
         if noise.score is None:
             raise ValueError("use_score_network=true needs UpdateNoise.score (a ScoreNoise).")
         task0 = None if task is None else int(task[0])
-        score_loss = _score_loss(params, cfg, zs[0, 0], task0, noise.score, energy_stats)
+        score_loss = _score_loss(params, cfg, zs[0, 0], task0, noise.score, (mu, sigma))
 
     total = (
         cfg.consistency_coef * consistency

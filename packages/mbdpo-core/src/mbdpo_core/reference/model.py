@@ -79,14 +79,30 @@ def _mlp(
     return h
 
 
-def task_embedding(params: Params, task: Any) -> np.ndarray:
-    """Embedding rows renormalised to L2 norm <= 1 (functional max_norm=1).
+def renorm_task_rows(params: Params, task: Any) -> Params:
+    """The parameters after a lookup of `task` (torch's Embedding(max_norm=1), which writes into
+    the table): the rows `task` of `task_emb.weight` whose L2 norm exceeds 1 scaled by
+    1 / (norm + 1e-7), the other rows and parameters as they are. A new dict (the table a new
+    array of the table's dtype); `params` is not modified.
 
-    e = W[task] * min(1, 1 / (||W[task]|| + 1e-7)). Shapes: task [...] -> [..., E].
+    The stored table changes so at every lookup: in the update before the world-model step and
+    again in the policy step (after the world-model step), and when acting
+    (docs/method.md#task-embedding-and-action-masks). Shapes: task [...] int.
     """
-    e = _f64(params["task_emb.weight"])[np.asarray(task, dtype=np.int64)]
-    norm = np.linalg.norm(e, axis=-1, keepdims=True)
-    return e * np.minimum(1.0, 1.0 / (norm + 1e-7))
+    table = np.asarray(params["task_emb.weight"])
+    w = table.astype(np.float64)
+    rows = np.unique(np.asarray(task, dtype=np.int64))
+    norm = np.linalg.norm(w[rows], axis=-1, keepdims=True)
+    w[rows] = np.where(norm > 1.0, w[rows] / (norm + 1e-7), w[rows])
+    return {**params, "task_emb.weight": w.astype(table.dtype)}
+
+
+def task_embedding(params: Params, task: Any) -> np.ndarray:
+    """The embedding rows of `task` as the lookup returns them: rows of renorm_task_rows(params,
+    task)'s table (a plain lookup of the renormalised table). Shapes: task [...] -> [..., E].
+    """
+    w = _f64(renorm_task_rows(params, task)["task_emb.weight"])
+    return w[np.asarray(task, dtype=np.int64)]
 
 
 def _cat(params: Params, cfg: Config, first: Any, task: Any, *rest: Any) -> np.ndarray:
@@ -112,8 +128,9 @@ def action_mask(cfg: Config, task: Any) -> np.ndarray:
 def encode(params: Params, cfg: Config, obs: Any, task: Any = None) -> np.ndarray:
     """Encoder h([obs, e]) -> latent on SimNorm simplices.
 
-    obs=rgb: the conv encoder (augment.conv_features) then SimNorm; single-task, no shift here
-    (the update shifts its batch first).
+    obs=rgb: the conv encoder (augment.conv_features, channel-first flatten) then SimNorm;
+    single-task, no shift here (callers shift first: the update its batch, acting its
+    observation, augment.acting_obs).
 
     Shapes: obs [..., O] (rgb: [..., 9, 64, 64] uint8) -> [..., Z].
     """

@@ -40,9 +40,11 @@ def value_estimate(
     noise: ValueNoise,
     energy_stats: EnergyStats = (0.0, 1.0),
 ) -> np.ndarray:
-    """H-step return of r + eta * clipped normalised F, bootstrapped with the mean of two Q members.
+    """H-step return of r + eta * clipped normalised F, bootstrapped with the mean of two Q members
+    (with dropout when noise.q_keep is given: the score target).
 
-    Shapes: z [N, Z], actions [N, H, A], noise.pi_eps [N, A], noise.q_pair [2] -> [N, 1].
+    Shapes: z [N, Z], actions [N, H, A], noise.pi_eps [N, A], noise.q_pair [2],
+    noise.q_keep [2, N, M] or None -> [N, 1].
     """
     mu, sigma = float(energy_stats[0]), float(energy_stats[1])
     gamma = discount(cfg, task)
@@ -63,7 +65,8 @@ def value_estimate(
             done = sigmoid(model.termination(params, cfg, z, task)) > 0.5
             term = np.minimum(term + done, 1.0)
     a_H, _ = model.pi(params, cfg, z, task, noise.pi_eps)
-    q = model.q_pair_values(params, cfg, z, a_H, noise.q_pair, task).mean(axis=0)
+    q = model.q_pair_values(params, cfg, z, a_H, noise.q_pair, task, keep=noise.q_keep)
+    q = q.mean(axis=0)
     return G + disc * (1.0 - term) * q
 
 
@@ -111,7 +114,9 @@ def diffusion_plan(
     noise: DiffusionNoise,
     energy_stats: EnergyStats = (0.0, 1.0),
 ) -> tuple[np.ndarray, np.ndarray]:
-    """MBDPO diffusion planner (Monte-Carlo score, or the score network when score-only).
+    """MBDPO diffusion planner: the Monte-Carlo score, or the score network's output in its
+    place when cfg.score_net_plans (the published code computes the Monte-Carlo score there too
+    and discards it; docs/method.md#diffusion-planner).
 
     Shapes: z [Z] or [1, Z], prev_plan [H, A] -> (action [A], plan [H, A]).
     """
@@ -124,9 +129,9 @@ def diffusion_plan(
     x = np.sqrt(ab[T - 1]) * _warm_start(cfg, prev_plan, t0) * mask
     for i in range(T - 1):
         tau = T - 1 - i
-        if cfg.score_only_inference:
-            eps_hat = model.score(params, cfg, z, x, tau, task)
-            x = (x + (1.0 - ab[tau]) * eps_hat) / np.sqrt(alpha[tau]) * mask
+        if cfg.score_net_plans:
+            net_score = model.score(params, cfg, z, x, tau, task)
+            x = (x + (1.0 - ab[tau]) * net_score) / np.sqrt(alpha[tau]) * mask
             continue
         m = x / np.sqrt(ab[tau])
         s = np.sqrt((1.0 - ab[tau]) / ab[tau])

@@ -27,8 +27,9 @@ def plan(
     noise: DiffusionNoise,
     energy_stats: tuple[jax.Array, jax.Array],
 ) -> tuple[jax.Array, jax.Array]:
-    """One act: each level's score is the Monte-Carlo estimate from N candidates (or the score
-    network alone when cfg.score_only_inference).
+    """One act: each level's score is the Monte-Carlo estimate from N candidates, or the score
+    network's output when cfg.score_net_plans (the published code then computes the
+    Monte-Carlo score too and discards it; skipped here, same actions).
 
     Shapes: z [1, Z], prev_plan [H, A], t0/eval_mode [] bool, task [] or None
     -> (action [A], plan [H, A]).
@@ -43,7 +44,7 @@ def plan(
     x = np.sqrt(ab[T - 1]) * warm_start(prev_plan, t0) * mask
     levels = (taus, ab[taus], alpha[taus])
 
-    if cfg.score_only_inference:
+    if cfg.score_net_plans:
 
         def step(x, level):
             tau, ab_t, alpha_t = level

@@ -1,8 +1,9 @@
 """The MBDPO diffusion planner (docs/method.md#diffusion-planner).
 
 Reverse steps tau = T-1 .. 1 over a plan x [H, A]. Monte-Carlo score: sample N clean sequences
-around x / sqrt(alpha_bar_tau), value them with the model, softmax-weight the top E; or, in
-score-only mode, the learned score network.
+around x / sqrt(alpha_bar_tau), value them with the model, softmax-weight the top E; or, when
+cfg.score_net_plans, the learned score network (the published code then computes the
+Monte-Carlo score too and discards it; skipped here, same actions).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def plan(
     T = ab.shape[0]
     mask = action_mask(model, task)
     x = torch.sqrt(ab[T - 1]) * warm_start(prev_plan, t0) * mask
-    heads = None if cfg.score_only_inference else PlanningHeads(model, z, task, energy_stats)
+    heads = None if cfg.score_net_plans else PlanningHeads(model, z, task, energy_stats)
     I, H, P, A = noise.pi_eps.shape
     if heads is not None and P > 0:  # every level's rollouts in one batch: [I, P, H, A]
         eps = noise.pi_eps.transpose(0, 1).reshape(H, I * P, A)
