@@ -183,7 +183,7 @@ def diffusion_levels(cfg: Config) -> int:
 def _obs_shift(cfg: Config, lead: tuple[int, ...], acting: bool) -> Law | None:
     """Random-shift offsets (dx, dy) [*lead, 2] in [0, 2 x SHIFT_PAD] for obs=rgb; acting draws
     them only when it shifts (obs_shift=always). None otherwise."""
-    if cfg.obs != "rgb" or (acting and cfg.obs_shift != "always"):
+    if cfg.obs != "rgb" or (acting and not cfg.shifts_when_acting):
         return None
     return Law("integers", (*lead, 2), (0, 2 * SHIFT_PAD + 1))
 

@@ -134,3 +134,9 @@ class Config:
         """The diffusion planner follows the score network instead of the Monte-Carlo score
         (use_score_network with score_planning=network; docs/method.md#diffusion-planner)."""
         return self.use_score_network and self.score_planning == "network"
+
+    @property
+    def shifts_when_acting(self) -> bool:
+        """Acting encodes a randomly shifted observation, as the published encoder does on every
+        call (obs=rgb with obs_shift=always; docs/method.md#augmentation)."""
+        return self.obs == "rgb" and self.obs_shift == "always"

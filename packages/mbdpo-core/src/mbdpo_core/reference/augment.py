@@ -45,7 +45,7 @@ def acting_obs(cfg: Config, obs: Any, shift: Any) -> Any:
 
     Shapes: obs [O] (rgb: [C, S, S]), shift [2] int or None -> obs's shape.
     """
-    if cfg.obs != "rgb" or cfg.obs_shift != "always":
+    if not cfg.shifts_when_acting:
         return obs
     if shift is None:
         raise ValueError("obs=rgb with obs_shift=always needs the plan bundle's obs_shift [2].")
