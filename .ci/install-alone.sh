@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install each package into an empty virtual environment and import it:
-# mbdpo-core with neither torch nor jax; mbdpo-jax with no torch; mbdpo-torch with no jax.
+# mbdpo-core with neither torch nor jax; mbdpo-jax with no torch; mbdpo-torch with no jax;
+# mbdpo-data with neither, converting .pt chunks.
 # Then mbdpo-jax with the DMControl suite, still without torch, trains a short run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,7 +28,19 @@ check core "packages/mbdpo-core" mbdpo_core "torch,jax"
 check jax "packages/mbdpo-core packages/mbdpo-jax" mbdpo_jax "torch"
 check torch "packages/mbdpo-core packages/mbdpo-torch" mbdpo_torch "jax"
 check envs "packages/mbdpo-core packages/mbdpo-envs[dmc]" mbdpo_envs "torch,jax"
-check data "packages/mbdpo-core packages/mbdpo-data" mbdpo_data "torch,jax"
+check data "packages/mbdpo-core packages/mbdpo-data" mbdpo_data "torch,jax,tensordict"
+
+# mbdpo-data converts TD-MPC2 .pt chunks and samples them with neither torch nor tensordict.
+"$tmp/data/bin/python" apps/convert packages/mbdpo-data/tests/data/mt80-tiny "$tmp/mt80-tiny" --quiet
+"$tmp/data/bin/python" - "$tmp/mt80-tiny" <<'PY'
+import sys
+import numpy as np
+from mbdpo_data import DatasetSampler, OfflineDataset
+batch = DatasetSampler(OfflineDataset(sys.argv[1]), seed=0, prefetch=0).sample(8, 3)
+assert batch.obs.shape == (4, 8, 39) and batch.task.dtype == np.int64
+assert np.isfinite(batch.action).all(), "a batch took row 0's filler action"
+print("ok: mbdpo-data converts .pt chunks and samples them with no torch installed")
+PY
 
 # The JAX backend trains with no torch present: install core + envs[dmc] + jax, run apps/train.
 uv pip install --quiet --python "$tmp/jax/bin/python" "packages/mbdpo-envs[dmc]"

@@ -52,6 +52,15 @@ REQUIRED = {
         "runtime",
         "configuration",
     ),
+    "data.md": (
+        "the-datasets",
+        "safe-reading",
+        "conversion",
+        "validation",
+        "npz-chunks",
+        "manifest",
+        "reading",
+    ),
 }
 """Page -> anchors the code cites; a page must keep every one of them."""
 

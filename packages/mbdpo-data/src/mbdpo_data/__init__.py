@@ -1,3 +1,11 @@
-"""Offline datasets for MBDPO (TD-MPC2 .pt chunks -> .npz). Skeleton: see README."""
+"""Offline datasets for MBDPO: TD-MPC2's mt30/mt80 `.pt` chunks converted safely to `.npz` and
+read memory-mapped into core's `Batch` (docs/data.md)."""
 
-__version__ = "0.1.0"
+from .convert import convert
+from .dataset import OfflineDataset
+from .layouts import LAYOUTS, DatasetLayout
+from .sampler import DatasetSampler
+
+__all__ = ["DatasetLayout", "DatasetSampler", "LAYOUTS", "OfflineDataset", "convert"]
+
+__version__ = "0.2.0"

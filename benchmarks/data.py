@@ -1,0 +1,158 @@
+"""mbdpo-data figures: conversion throughput against `cp`, peak memory, sampling against updates.
+
+1. Writes a chunk in TD-MPC2's published format (torch.save of a TensorDict, mt80 layout, random
+   values) of `--episodes` windows (110,000 by default: 2.1 GB).
+2. Times `cp` + fsync of it onto the same disk, and `mbdpo_data.convert` of it (which fsyncs
+   too), each `--reps` times alternately, in child processes (start-up included); reports MB/s of
+   both and their ratio, and the converting process's peak RSS (VmHWM) against the chunk size.
+   The chunk is read from the page cache in both (it was just written, and the machine has the
+   RAM to keep it).
+3. Samples batches (H=3) of the converted chunk at B=256 and 1024 with `DatasetSampler`
+   (prefetch=0: the cost of drawing one) and reports batches/s.
+4. Runs `--updates` torch updates of an mt80 agent at model size 5 (batch 256) fed by a
+   prefetching `DatasetSampler`, and reports updates/s, the time the loop waited for batches,
+   and sampling batches/s over update rate (the issue's goal: at least 10).
+
+Usage:
+    uv run python benchmarks/data.py [--episodes 110000] [--workdir /tmp/mbdpo-data-bench]
+        [--reps 2] [--updates 30] [--json out.json]
+Pin it to one core for stable figures (taskset -c 0), as speed.py; matmul units beside.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+sys.path.insert(0, str(REPO / "packages/mbdpo-data/tests"))
+
+from speed import matmul_gflops  # noqa: E402
+
+_CONVERT = """
+import sys
+from mbdpo_data.convert import convert
+convert(sys.argv[1], sys.argv[2], progress=False, log=lambda line: None)
+status = open("/proc/self/status").read().split("VmHWM:")[1]
+print(int(status.split()[0]) * 1024)
+"""
+
+
+def timed_child(command: list[str]) -> tuple[float, str]:
+    """(wall seconds, stdout) of one child process."""
+    start = time.perf_counter()
+    done = subprocess.run(command, check=True, capture_output=True, text=True)
+    return time.perf_counter() - start, done.stdout
+
+
+def write_source(path: Path, episodes: int) -> None:
+    import pytest
+    from mbdpo_data.layouts import LAYOUTS
+    from published_chunks import episodes_arrays, write_chunk
+
+    write_chunk(
+        path, episodes_arrays(LAYOUTS["mt80"], episodes, seed=0), "new", pytest.MonkeyPatch()
+    )
+
+
+def sampling_rate(dataset, batch_size: int, seconds: float = 2.0) -> float:
+    from mbdpo_data.sampler import DatasetSampler
+
+    sampler = DatasetSampler(dataset, seed=0, prefetch=0)
+    sampler.sample(batch_size, 3)
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        sampler.sample(batch_size, 3)
+        count += 1
+    return count / (time.perf_counter() - start)
+
+
+def fed_updates(dataset, updates: int) -> dict:
+    import mbdpo_torch
+    from mbdpo_core.config.load import load_config
+    from mbdpo_data.sampler import DatasetSampler
+
+    cfg = load_config(["task=mt80", "model_size=5", "batch_size=256", "preset=paper"])
+    agent = mbdpo_torch.Agent(cfg)
+    sampler = DatasetSampler(dataset, seed=0, prefetch=4)
+    agent.update(sampler.sample(cfg.batch_size, cfg.horizon))  # warm-up
+    waited, start = 0.0, time.perf_counter()
+    for _ in range(updates):
+        before = time.perf_counter()
+        batch = sampler.sample(cfg.batch_size, cfg.horizon)
+        waited += time.perf_counter() - before
+        agent.update(batch)
+    total = time.perf_counter() - start
+    sampler.close()
+    return {"updates_per_s": updates / total, "waited_fraction": waited / total}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--episodes", type=int, default=110_000)
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/mbdpo-data-bench"))
+    parser.add_argument("--reps", type=int, default=2)
+    parser.add_argument("--updates", type=int, default=30)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(1)
+    matmul = matmul_gflops()
+    work = args.workdir
+    shutil.rmtree(work, ignore_errors=True)
+    (work / "src").mkdir(parents=True)
+    source = work / "src" / "chunk_0.pt"
+    write_source(source, args.episodes)
+    size = source.stat().st_size
+    print(f"source chunk: {size / 1e9:.2f} GB ({args.episodes} mt80 windows)")
+
+    copy = work / "copy.pt"
+    cp_s, convert_s, rss = [], [], []
+    for rep in range(args.reps):
+        copy.unlink(missing_ok=True)
+        seconds, _ = timed_child(["sh", "-c", f"cp {source} {copy} && sync {copy}"])
+        cp_s.append(seconds)
+        shutil.rmtree(work / "npz", ignore_errors=True)
+        convert = [sys.executable, "-c", _CONVERT, str(work / "src"), str(work / "npz")]
+        seconds, peak_text = timed_child(convert)
+        peak = int(peak_text)
+        convert_s.append(seconds)
+        rss.append(peak)
+        print(
+            f"rep {rep}: cp+sync {size / cp_s[-1] / 1e6:.0f} MB/s, "
+            f"convert {size / seconds / 1e6:.0f} MB/s, peak RSS {peak / 1e6:.0f} MB"
+        )
+    copy.unlink(missing_ok=True)
+
+    from mbdpo_data.dataset import OfflineDataset
+
+    dataset = OfflineDataset(work / "npz")
+    rates = {b: sampling_rate(dataset, b) for b in (256, 1024)}
+    fed = fed_updates(dataset, args.updates)
+    result = {
+        "matmul_gflops": matmul,
+        "chunk_bytes": size,
+        "cp_mb_s": size / min(cp_s) / 1e6,
+        "convert_mb_s": size / min(convert_s) / 1e6,
+        "convert_over_cp": min(cp_s) / min(convert_s),
+        "peak_rss_bytes": max(rss),
+        "peak_rss_over_chunk": max(rss) / size,
+        "npz_bytes": (work / "npz" / "chunk_0.npz").stat().st_size,
+        "batches_per_s": {str(b): r for b, r in rates.items()},
+        "update_model_size_5": fed,
+        "sampling_over_updates": rates[256] / fed["updates_per_s"],
+    }
+    print(json.dumps(result, indent=1))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
