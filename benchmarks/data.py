@@ -3,10 +3,11 @@
 1. Writes a chunk in TD-MPC2's published format (torch.save of a TensorDict, mt80 layout, random
    values) of `--episodes` windows (110,000 by default: 2.1 GB).
 2. Times `cp` + fsync of it onto the same disk, and `mbdpo_data.convert` of it (which fsyncs
-   too), each `--reps` times alternately, in child processes (start-up included); reports MB/s of
-   both and their ratio, and the converting process's peak RSS (VmHWM) against the chunk size.
-   The chunk is read from the page cache in both (it was just written, and the machine has the
-   RAM to keep it).
+   too), each `--reps` times alternately, in child processes (start-up included); reports the
+   median MB/s of both and the median over reps of their ratio (the disk's speed drifts, so each
+   conversion is compared with the copy just before it), and the converting process's peak RSS
+   (VmHWM) against the chunk size. The chunk is read from the page cache in both (it was just
+   written, and the machine has the RAM to keep it).
 3. Samples batches (H=3) of the converted chunk at B=256 and 1024 with `DatasetSampler`
    (prefetch=0: the cost of drawing one) and reports batches/s.
 4. Runs `--updates` torch updates of an mt80 agent at model size 5 (batch 256) fed by a
@@ -15,8 +16,9 @@
 
 Usage:
     uv run python benchmarks/data.py [--episodes 110000] [--workdir /tmp/mbdpo-data-bench]
-        [--reps 2] [--updates 30] [--json out.json]
-Pin it to one core for stable figures (taskset -c 0), as speed.py; matmul units beside.
+        [--reps 3] [--updates 30] [--json out.json]
+The conversion uses 3 threads (read and check, hash, write) and `cp` the kernel: time them on a
+quiet machine. The update figures use 1 torch thread; the matmul figure is printed beside.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -97,7 +100,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--episodes", type=int, default=110_000)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/mbdpo-data-bench"))
-    parser.add_argument("--reps", type=int, default=2)
+    parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--updates", type=int, default=30)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
@@ -139,9 +142,10 @@ def main() -> None:
     result = {
         "matmul_gflops": matmul,
         "chunk_bytes": size,
-        "cp_mb_s": size / min(cp_s) / 1e6,
-        "convert_mb_s": size / min(convert_s) / 1e6,
-        "convert_over_cp": min(cp_s) / min(convert_s),
+        "cp_mb_s": size / statistics.median(cp_s) / 1e6,
+        "convert_mb_s": size / statistics.median(convert_s) / 1e6,
+        "convert_over_cp": statistics.median(c / v for c, v in zip(cp_s, convert_s, strict=True)),
+        "reps": [{"cp_s": c, "convert_s": v} for c, v in zip(cp_s, convert_s, strict=True)],
         "peak_rss_bytes": max(rss),
         "peak_rss_over_chunk": max(rss) / size,
         "npz_bytes": (work / "npz" / "chunk_0.npz").stat().st_size,
