@@ -51,6 +51,7 @@ REQUIRED = {
         "loops",
         "runtime",
         "configuration",
+        "evaluation",
     ),
     "data.md": (
         "the-datasets",

@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import argparse
 import errno
+import os
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from mbdpo_core.backends import BACKENDS, load_backend
-from mbdpo_core.config import load_config, parse_overrides
+from mbdpo_core.config import Config, load_config, parse_overrides
 from mbdpo_core.config.describe import TOPICS, describe
 from mbdpo_core.errors import ConfigError, MbdpoError
 from mbdpo_core.logger import Logger
@@ -27,10 +30,12 @@ from mbdpo_core.loops import (
     Checkpointer,
     EpisodeEvaluator,
     Interrupted,
+    OfflineTrainer,
     OnlineTrainer,
     Progress,
     Schedule,
     StopRequest,
+    TaskEvaluator,
     make_replay,
 )
 from mbdpo_core.rundir import (
@@ -107,17 +112,8 @@ def train(args: argparse.Namespace) -> int:
         cfg = resume_config(run_dir, cfg, explicit)
         requested = cfg.resume_from and int(cfg.resume_from.removeprefix("step_"))
         step = Checkpointer(run_dir).choose(requested)
-    if cfg.multitask:
-        raise ConfigError(
-            f"task={cfg.task} is a multi-task set; online training takes a single task. "
-            "Multi-task training is offline (mt30/mt80 datasets)."
-        )
-    from mbdpo_envs import make
-
-    task = cfg.tasks[0]
     agent = backend.Agent(cfg)
-    env = make(task, cfg.seed, obs=cfg.obs)
-    eval_env = make(task, cfg.seed + 1, obs=cfg.obs)
+    parts = offline_parts(cfg, agent) if cfg.mode == "offline" else online_parts(cfg, agent)
     for note in cfg.notes:
         print(f"[mbdpo] {note}")
     print(
@@ -133,23 +129,15 @@ def train(args: argparse.Namespace) -> int:
         if removed:
             print(f"[mbdpo] removed {len(removed)} temporary file(s) of an interrupted write")
         stop = StopRequest()
-        trainer = OnlineTrainer(
-            cfg,
-            agent,
-            env,
-            replay=make_replay(cfg),
-            evaluator=EpisodeEvaluator({task: eval_env}, cfg.eval_episodes, cfg.seed),
-            logger=Logger(run_dir),
-            checkpoints=checkpoints,
-            progress=Progress(Schedule.from_config(cfg), desc=task),
-            stop=stop,
-        )
+        trainer = parts.trainer(Logger(run_dir), checkpoints, stop)
         if cfg.resume:
             if later := checkpoints.discard_after(step):
                 print(f"[mbdpo] resume_from=step_{step}: removed the later checkpoints {later}")
             trainer.restore(step)
             st = trainer.state
-            print(f"[mbdpo] resumed from step {st.step:,} (episode {st.episode})")
+            where = f"update {st.step:,}" if cfg.mode == "offline" else f"step {st.step:,}"
+            episode = f" (episode {st.episode})" if st.episode else ""
+            print(f"[mbdpo] resumed from {where}{episode}")
             if trainer.finished:
                 print(
                     f"[mbdpo] the run is already at steps={cfg.steps:,}; give steps=N to extend it."
@@ -180,10 +168,80 @@ def train(args: argparse.Namespace) -> int:
             raise
         record(run_dir, "finished", step=trainer.state.step)
     finally:
+        parts.close()
         lock.release()
     summary = ", ".join(f"{k}={v:.4g}" for k, v in result.items() if isinstance(v, float | int))
     print(f"[mbdpo] done: {summary}")
     return 0
+
+
+@dataclass
+class RunParts:
+    """What a mode builds before the run directory is touched: `trainer(logger, checkpoints,
+    stop)` makes its loop, `close()` releases its processes and threads."""
+
+    trainer: Callable[[Logger, Checkpointer, StopRequest], OnlineTrainer | OfflineTrainer]
+    close: Callable[[], None] = lambda: None
+
+
+def online_parts(cfg: Config, agent: object) -> RunParts:
+    """One task, acting and learning; evaluated on its own environment."""
+    if cfg.multitask:
+        raise ConfigError(
+            f"task={cfg.task} is a multi-task set; online training takes a single task. "
+            f"Multi-task training is offline: mode=offline task={cfg.task} data_dir=DIR."
+        )
+    from mbdpo_envs import make
+
+    task = cfg.tasks[0]
+    env = make(task, cfg.seed, obs=cfg.obs)
+    eval_env = make(task, cfg.seed + 1, obs=cfg.obs)
+    return RunParts(
+        lambda logger, checkpoints, stop: OnlineTrainer(
+            cfg,
+            agent,
+            env,
+            replay=make_replay(cfg),
+            evaluator=EpisodeEvaluator({task: eval_env}, cfg.eval_episodes, cfg.seed),
+            logger=logger,
+            checkpoints=checkpoints,
+            progress=Progress(Schedule.from_config(cfg), desc=task),
+            stop=stop,
+        )
+    )
+
+
+def offline_parts(cfg: Config, agent: object) -> RunParts:
+    """A task set trained on a converted dataset; evaluated on cfg.evaluated_tasks."""
+    from mbdpo_data import DatasetSampler, OfflineDataset
+    from mbdpo_envs import make_agent_env
+
+    dataset = OfflineDataset(cfg.data_dir)
+    layout = dataset.layout
+    if (layout.name, layout.obs_dim, layout.action_dim) != (
+        cfg.task,
+        cfg.obs_shape[0],
+        cfg.action_dim,
+    ):
+        raise ConfigError(
+            f"data_dir={cfg.data_dir} holds {layout.name} (obs {layout.obs_dim}, action "
+            f"{layout.action_dim}); task={cfg.task} trains on obs {cfg.obs_shape[0]}, action "
+            f"{cfg.action_dim}. Give the {cfg.task} dataset."
+        )
+    sampler = DatasetSampler(dataset, seed=cfg.seed)
+    workers = cfg.eval_workers or os.cpu_count() or 1
+    evaluator = TaskEvaluator(cfg, cfg.evaluated_tasks, cfg.eval_episodes, make_agent_env, workers)
+
+    def close() -> None:
+        sampler.close()
+        evaluator.close()
+
+    return RunParts(
+        lambda logger, checkpoints, stop: OfflineTrainer(
+            cfg, agent, sampler, evaluator, logger, checkpoints, stop=stop
+        ),
+        close,
+    )
 
 
 if __name__ == "__main__":

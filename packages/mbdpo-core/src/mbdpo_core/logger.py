@@ -31,6 +31,8 @@ included) and environment steps per second since the previous row of the same fi
 
 
 def _cell(value: Any) -> int | float | str:
+    if isinstance(value, str):  # a label, e.g. the task of a per-task evaluation row
+        return value
     if isinstance(value, bool):
         return int(value)
     if isinstance(value, int) or (hasattr(value, "dtype") and value.dtype.kind in "iu"):
@@ -97,10 +99,23 @@ class Logger:
         self._writer: Any = None
         self._purge_step: int | None = None
 
-    def log(self, category: str, step: int, metrics: Mapping[str, float]) -> None:
+    def log(
+        self,
+        category: str,
+        step: int,
+        metrics: Mapping[str, float | str],
+        scalars: str | None = None,
+        console: bool | None = None,
+    ) -> None:
         """Append one row `step, **metrics` to `<category>.csv` and to TensorBoard.
 
-        A `step` key inside metrics is ignored (the argument wins).
+        A `step` key inside metrics is ignored (the argument wins). String values (labels) go to
+        the CSV only.
+
+        Args:
+            scalars: TensorBoard tag prefix of the row's numbers (default `category`), e.g.
+                `eval/walker-walk` for one task's row of a multi-task evaluation.
+            console: print the row (default: for "eval" rows, when the Logger prints).
         """
         row = {"step": int(step)}
         row.update({k: _cell(v) for k, v in metrics.items() if k != "step"})
@@ -108,10 +123,10 @@ class Logger:
         if self.tensorboard:
             writer = self._tb()
             for key, value in row.items():
-                if key != "step":
-                    writer.add_scalar(f"{category}/{key}", value, int(step))
+                if key != "step" and not isinstance(value, str):
+                    writer.add_scalar(f"{scalars or category}/{key}", value, int(step))
             writer.flush()
-        if self.console and category == "eval":
+        if self.console and (category == "eval" if console is None else console):
             self._print(row)
 
     def _header(self, category: str) -> list[str]:
@@ -156,6 +171,9 @@ class Logger:
             if key in ("step", *TIMING_COLUMNS):
                 continue
             name = key.removeprefix("episode_")
+            if isinstance(value, str):
+                parts.append(f"{name} {value}")
+                continue
             number = f"{value:,}" if isinstance(value, int) else f"{value:.4g}"
             parts.append(f"{name} {number}" if math.isfinite(value) else f"{name} {value}")
         tqdm.write("  ".join(parts))

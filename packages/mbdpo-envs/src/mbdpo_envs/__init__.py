@@ -8,7 +8,8 @@ from . import _gl  # noqa: F401  (first: MUJOCO_GL default and native-library lo
 
 # isort: split
 
+from .agent_env import make_agent_env
 from .env import Env, Wrapper
 from .make import OBS_MODES, SUITES, make
 
-__all__ = ["Env", "Wrapper", "OBS_MODES", "SUITES", "make"]
+__all__ = ["Env", "Wrapper", "OBS_MODES", "SUITES", "make", "make_agent_env"]

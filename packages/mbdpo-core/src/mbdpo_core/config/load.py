@@ -35,6 +35,11 @@ ADDED_KEYS = (
     "obs_shift",
     "score_planning",
     "mt30_dims",
+    "mode",
+    "data_dir",
+    "eval_tasks",
+    "eval_workers",
+    "log_freq",
 )
 """Keys added after release 0.1; an older saved config takes their default.yaml values."""
 
@@ -154,6 +159,8 @@ def _derive(values: dict[str, Any], *, backend: str, notes: list[str], user: dic
         _multitask_dims(values, user)
     else:
         values["task_dim"] = 0
+    validate.check_mode(values, multitask)
+    validate.check_eval_tasks(values["eval_tasks"], [s.name for s in specs])
     if values["obs"] == "rgb":
         if multitask:
             raise ConfigError("obs=rgb is single-task only.")

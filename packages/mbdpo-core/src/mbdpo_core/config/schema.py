@@ -18,6 +18,8 @@ class Config:
     obs_shift: str
     episodic: bool | None
     # run
+    mode: str
+    data_dir: str | None
     preset: str
     device: str
     compile: bool
@@ -30,6 +32,9 @@ class Config:
     allow_backend_switch: bool
     eval_freq: int
     eval_episodes: int
+    eval_tasks: str | None
+    eval_workers: int
+    log_freq: int
     save_every: int
     keep_checkpoints: int
     # world-model training
@@ -134,6 +139,11 @@ class Config:
         """The diffusion planner follows the score network instead of the Monte-Carlo score
         (use_score_network with score_planning=network; docs/method.md#diffusion-planner)."""
         return self.use_score_network and self.score_planning == "network"
+
+    @property
+    def evaluated_tasks(self) -> tuple[str, ...]:
+        """The tasks an evaluation covers: eval_tasks (space-separated) or every task."""
+        return tuple(self.eval_tasks.split()) if self.eval_tasks else self.tasks
 
     @property
     def shifts_when_acting(self) -> bool:

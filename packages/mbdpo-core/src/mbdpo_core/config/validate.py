@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import tasks as task_registry
-from ..errors import ConfigError
+from ..errors import ConfigError, suggest
 from .presets import MODEL_SIZES, PRESET_CHOICES
 from .schema import Config
 
 CHOICES: dict[str, tuple[Any, ...]] = {
+    "mode": ("online", "offline"),
     "obs": ("state", "rgb"),
     "obs_shift": ("always", "update"),
     "preset": PRESET_CHOICES,
@@ -60,6 +61,8 @@ BOUNDS: dict[str, Bound] = {
     "steps": _COUNT,
     "eval_freq": Bound(0, why="0 = never"),
     "eval_episodes": _COUNT,
+    "eval_workers": Bound(0, why="0 = one per CPU core"),
+    "log_freq": _COUNT,
     "save_every": Bound(0, why="0 = only at the end and on Ctrl-C/SIGTERM"),
     "keep_checkpoints": Bound(0, why="0 = keep all"),
     "batch_size": _COUNT,
@@ -237,6 +240,41 @@ def check_episode_fits(values: dict[str, Any], length: int) -> None:
             f"task={task}, so that the replay holds a finished episode when updates begin "
             f"(null = max(1000, 5 x episode_length) = {max(1000, 5 * length)})."
         )
+
+
+def check_mode(values: dict[str, Any], multitask: bool) -> None:
+    """mode=offline trains on a task set from a dataset; data_dir belongs to it alone."""
+    if values["mode"] == "offline":
+        if not multitask:
+            raise ConfigError(
+                f"mode=offline pretrains one agent on a task set: task=mt30 or task=mt80 "
+                f"(got task={values['task']})."
+            )
+        if values["data_dir"] is None:
+            raise ConfigError(
+                "mode=offline needs data_dir=DIR, a dataset converted with "
+                "`uv run apps/convert SRC DIR`."
+            )
+    elif values["data_dir"] is not None:
+        raise ConfigError("data_dir is read by mode=offline only; add mode=offline or drop it.")
+
+
+def check_eval_tasks(eval_tasks: str | None, tasks: list[str]) -> None:
+    """eval_tasks names distinct tasks of the run, separated by spaces."""
+    if eval_tasks is None:
+        return
+    names = eval_tasks.split()
+    if not names:
+        raise ConfigError("eval_tasks is empty; give task names separated by spaces, or null.")
+    for name in names:
+        if name not in tasks:
+            valid = ", ".join(tasks) if len(tasks) <= 8 else f"the {len(tasks)} tasks of the set"
+            raise ConfigError(
+                f"eval_tasks names {name!r}, which this run does not train on."
+                f"{suggest(name, tasks)} Valid: {valid} (`apps/train list tasks`)."
+            )
+    if len(set(names)) != len(names):
+        raise ConfigError(f"eval_tasks={eval_tasks!r} names a task twice.")
 
 
 def check_rgb_task(spec: task_registry.TaskSpec) -> None:

@@ -17,7 +17,6 @@ holds the running episode's rows, and restoring replays its actions from the see
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import numpy as np
@@ -25,9 +24,9 @@ import numpy as np
 from ..buffer import EpisodeRecorder, ReplayBuffer
 from ..config.schema import Config
 from ..errors import CheckpointError
-from ..logger import TIMING_COLUMNS
 from ..protocols import Agent
 from .checkpointing import Checkpointer, LoopState
+from .clock import RunClock
 from .interrupt import Interrupted, StopRequest
 from .progress import Progress, Schedule
 from .protocols import Evaluator, Replay, RunLogger
@@ -91,14 +90,13 @@ class OnlineTrainer:
         self.done = False
         self.episode_metrics: list[dict[str, float]] = []
         self._phase = ""
-        self._session = (time.perf_counter(), 0.0, 0)  # (clock at start, elapsed_s, step)
-        self._last_row: dict[str, tuple[float, int]] = {}  # category -> (elapsed_s, step)
+        self.clock = RunClock()
 
     # --- checkpoints ---------------------------------------------------------------------------
 
     def save(self) -> None:
         """Checkpoint agent, counters, last evaluation, running episode and replay."""
-        self.state.elapsed_s = self._elapsed()
+        self.state.elapsed_s = self.clock.elapsed()
         arrays, episode = self._episode_state()
         extra = {"last_eval": self.last_eval, "episode": episode}
         self.checkpoints.save(self.agent.state_dict(), self.state, self.replay, extra, arrays)
@@ -167,7 +165,7 @@ class OnlineTrainer:
             Interrupted: a stop was requested; a checkpoint was written first.
         """
         cfg, st = self.cfg, self.state
-        self._session = (time.perf_counter(), st.elapsed_s, st.step)
+        self.clock.start(st.elapsed_s, st.step)
         last = self.last_eval
         self.progress.start(st.step, last.get("episode_reward"), evaluated_at=last.get("step"))
         try:
@@ -192,11 +190,11 @@ class OnlineTrainer:
         finally:
             self.progress.close()
             self.logger.close()
-        elapsed = time.perf_counter() - self._session[0]
+        elapsed = self.clock.session_s()
         return {
             **self.last_eval,
             "wall_time_s": elapsed,
-            "steps_per_s": (st.step - self._session[2]) / max(elapsed, 1e-9),
+            "steps_per_s": (st.step - self.clock.first_step) / max(elapsed, 1e-9),
         }
 
     def _env_step(self) -> None:
@@ -250,7 +248,9 @@ class OnlineTrainer:
         metrics = self.episode_metrics
         if metrics:
             row.update({k: float(np.mean([m[k] for m in metrics])) for k in metrics[0]})
-        self.logger.log("train", self.state.step, {**row, **self._timing("train")})
+        self.logger.log(
+            "train", self.state.step, {**row, **self.clock.columns("train", self.state.step)}
+        )
         self.recorder, self.episode_metrics = None, []
 
     def _evaluate(self) -> None:
@@ -262,7 +262,7 @@ class OnlineTrainer:
             result = self.evaluator.evaluate(self.agent, st.step, on_step=self._eval_step)
         finally:
             self.agent.load_state_dict(*before)
-        self.logger.log("eval", st.step, {**result, **self._timing("eval")})
+        self.logger.log("eval", st.step, {**result, **self.clock.columns("eval", self.state.step)})
         self.last_eval = {"step": st.step, **result}
         st.eval_due = False
         self.progress.evaluated(result["episode_reward"])
@@ -276,16 +276,3 @@ class OnlineTrainer:
         if phase != self._phase:
             self._phase = phase
             self.progress.enter(phase, total)
-
-    def _elapsed(self) -> float:
-        """Wall-clock seconds of the run so far, earlier sessions included."""
-        start, before, _ = self._session
-        return before + time.perf_counter() - start
-
-    def _timing(self, category: str) -> dict[str, float]:
-        """wall_time_s, and steps_per_s since the previous row of `category` in this session."""
-        now, step = self._elapsed(), self.state.step
-        since, from_step = self._last_row.get(category, self._session[1:])
-        self._last_row[category] = (now, step)
-        rate = (step - from_step) / max(now - since, 1e-9)
-        return dict(zip(TIMING_COLUMNS, (now, rate), strict=True))

@@ -62,7 +62,16 @@ class Evaluator(Protocol):
 class RunLogger(Protocol):
     """Where rows of metrics go (`mbdpo_core.logger.Logger` is the standard one)."""
 
-    def log(self, category: str, step: int, metrics: Mapping[str, float]) -> None: ...
+    def log(
+        self,
+        category: str,
+        step: int,
+        metrics: Mapping[str, float | str],
+        scalars: str | None = None,
+        console: bool | None = None,
+    ) -> None:
+        """One row of `category` at `step`; `scalars`: its TensorBoard tag prefix (default the
+        category); `console`: print it (default: "eval" rows)."""
 
     def truncate_after(self, step: int) -> None:
         """Forget rows logged after `step` (a resumed run rewrites them)."""
