@@ -5,7 +5,9 @@
 2. Times `cp` + fsync of it onto the same disk, and `mbdpo_data.convert` of it (which fsyncs
    too), each `--reps` times alternately, in child processes (start-up included); reports the
    median MB/s of both and the median over reps of their ratio (the disk's speed drifts, so each
-   conversion is compared with the copy just before it), and the converting process's peak RSS
+   conversion is compared with the copy just before it; `os.sync()` before each, so no
+   write-back of an earlier step is pending; the conversion is also timed inside its process,
+   without interpreter start-up and imports), and the converting process's peak RSS
    (VmHWM) against the chunk size. The chunk is read from the page cache in both (it was just
    written, and the machine has the RAM to keep it).
 3. Samples batches (H=3) of the converted chunk at B=256 and 1024 with `DatasetSampler`
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -39,11 +42,13 @@ sys.path.insert(0, str(REPO / "packages/mbdpo-data/tests"))
 from speed import matmul_gflops  # noqa: E402
 
 _CONVERT = """
-import sys
+import sys, time
 from mbdpo_data.convert import convert
+start = time.perf_counter()
 convert(sys.argv[1], sys.argv[2], progress=False, log=lambda line: None)
+seconds = time.perf_counter() - start
 status = open("/proc/self/status").read().split("VmHWM:")[1]
-print(int(status.split()[0]) * 1024)
+print(int(status.split()[0]) * 1024, seconds)
 """
 
 
@@ -132,19 +137,24 @@ def main() -> None:
 
     copy = work / "copy.pt"
     cp_s, convert_s, rss = [], [], []
+    inside_s = []  # the conversion alone, without the child's interpreter start and imports
     for rep in range(args.reps):
         copy.unlink(missing_ok=True)
+        os.sync()  # each timing starts with no write-back pending from the previous one
         seconds, _ = timed_child(["sh", "-c", f"cp {source} {copy} && sync {copy}"])
         cp_s.append(seconds)
         shutil.rmtree(work / "npz", ignore_errors=True)
+        os.sync()
         convert = [sys.executable, "-c", _CONVERT, str(work / "src"), str(work / "npz")]
-        seconds, peak_text = timed_child(convert)
-        peak = int(peak_text)
+        seconds, printed = timed_child(convert)
+        peak, inside = int(printed.split()[0]), float(printed.split()[1])
         convert_s.append(seconds)
+        inside_s.append(inside)
         rss.append(peak)
         print(
-            f"rep {rep}: cp+sync {size / cp_s[-1] / 1e6:.0f} MB/s, "
-            f"convert {size / seconds / 1e6:.0f} MB/s, peak RSS {peak / 1e6:.0f} MB"
+            f"rep {rep}: cp+sync {size / cp_s[-1] / 1e6:.0f} MB/s, convert "
+            f"{size / seconds / 1e6:.0f} MB/s ({size / inside / 1e6:.0f} MB/s without start-up), "
+            f"peak RSS {peak / 1e6:.0f} MB"
         )
     copy.unlink(missing_ok=True)
 
@@ -159,7 +169,14 @@ def main() -> None:
         "cp_mb_s": size / statistics.median(cp_s) / 1e6,
         "convert_mb_s": size / statistics.median(convert_s) / 1e6,
         "convert_over_cp": statistics.median(c / v for c, v in zip(cp_s, convert_s, strict=True)),
-        "reps": [{"cp_s": c, "convert_s": v} for c, v in zip(cp_s, convert_s, strict=True)],
+        "convert_without_startup_mb_s": size / statistics.median(inside_s) / 1e6,
+        "convert_without_startup_over_cp": statistics.median(
+            c / v for c, v in zip(cp_s, inside_s, strict=True)
+        ),
+        "reps": [
+            {"cp_s": c, "convert_s": v, "convert_without_startup_s": i}
+            for c, v, i in zip(cp_s, convert_s, inside_s, strict=True)
+        ],
         "peak_rss_bytes": max(rss),
         "peak_rss_over_chunk": max(rss) / size,
         "npz_bytes": (work / "npz" / "chunk_0.npz").stat().st_size,
