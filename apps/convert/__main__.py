@@ -56,6 +56,8 @@ def _terminate(signum: int, frame: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     signal.signal(signal.SIGTERM, _terminate)
+    # Ctrl-C interrupts even when started from a shell that ignores SIGINT in background jobs
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         manifest = convert(
             args.src,
