@@ -7,6 +7,7 @@ agent's config is the checkpoint's; the keys below change how it is evaluated:
   task=NAME|SET       a task of the checkpoint, or a task set (mt30, mt80, dmcontrol,
                       metaworld, ...) whose tasks it all has, or several of these separated
                       by spaces (task='walker-walk cheetah-run'); default: every task it has
+                      (a fine-tuned agent: the task it was fine-tuned on)
   eval_episodes=N     episodes per task (default: the checkpoint's eval_episodes)
   planner=P           diffusion | mppi | policy (default: the checkpoint's)
   seed=S              seed of the evaluation episodes (default: the checkpoint's seed)
@@ -49,7 +50,7 @@ from typing import Any
 
 from mbdpo_core import tasks as task_registry
 from mbdpo_core.backends import BACKENDS, load_backend
-from mbdpo_core.checkpoint import latest_checkpoint, load_checkpoint
+from mbdpo_core.checkpoint import checkpoint_stem, load_checkpoint
 from mbdpo_core.config.load import config_from_dict
 from mbdpo_core.config.schema import Config
 from mbdpo_core.config.validate import check_choice
@@ -189,29 +190,12 @@ def _bool(key: str, text: str) -> bool:
     return text.lower() == "true"
 
 
-def checkpoint_stem(path: Path) -> Path:
-    """The checkpoint stem named by `path`: a stem, its .json/.safetensors, or a run directory
-    (its newest complete checkpoint)."""
-    if path.is_dir():
-        newest = latest_checkpoint(path)
-        if newest is None:
-            raise CheckpointError(
-                f"checkpoint={path} is a directory without complete checkpoints "
-                f"(no {path / 'checkpoints' / 'step_N.json'}); give a run directory or a "
-                "checkpoint such as <run>/checkpoints/step_N."
-            )
-        return newest
-    for suffix in (".json", ".safetensors"):
-        if path.name.endswith(suffix):
-            return path.with_name(path.name[: -len(suffix)])
-    return path
-
-
 def resolve_tasks(cfg: Config, text: str | None) -> list[str]:
-    """The tasks to evaluate: every task of cfg, or the tasks and task sets named in `text`
-    (separated by spaces), each within cfg's tasks; in the order named, without repeats."""
+    """The tasks to evaluate: every task of cfg (a fine-tuning run's: its task), or the tasks and
+    task sets named in `text` (separated by spaces), each within cfg's tasks; in the order
+    named, without repeats."""
     if text is None:
-        return list(cfg.tasks)
+        return [cfg.task] if cfg.mode == "finetune" else list(cfg.tasks)
     names = text.split()
     if not names:
         raise ConfigError("task= is empty; give a task, task set or names separated by spaces.")

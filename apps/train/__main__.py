@@ -1,9 +1,13 @@
-"""Train an MBDPO agent online: `uv run apps/train --backend torch|jax key=value ...`.
+"""Train an MBDPO agent: `uv run apps/train --backend torch|jax key=value ...`.
 
+mode=online (the default) learns one task from scratch, mode=offline pretrains one agent on a
+task set from a converted dataset, mode=finetune trains a checkpoint further online on one task.
 Every key of packages/mbdpo-core/src/mbdpo_core/config/default.yaml can be overridden.
 Examples:
     uv run apps/train --backend torch
     uv run apps/train --backend jax task=cartpole-balance preset=cpu steps=20000 seed=1
+    uv run apps/train --backend torch mode=offline task=mt30 data_dir=data/mt30
+    uv run apps/train --backend jax mode=finetune checkpoint=runs/mt30/RUN task=walker-run
     uv run apps/train --backend torch run_dir=runs/my-run resume=true
     uv run apps/train list keys|presets|planners|tasks
 
@@ -20,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from mbdpo_core.agent_state import start_finetuning
 from mbdpo_core.backends import BACKENDS, load_backend
 from mbdpo_core.config import Config, load_config, parse_overrides
 from mbdpo_core.config.describe import TOPICS, describe
@@ -37,6 +42,7 @@ from mbdpo_core.loops import (
     StopRequest,
     TaskEvaluator,
     make_replay,
+    task_id,
 )
 from mbdpo_core.rundir import (
     RunLock,
@@ -113,6 +119,9 @@ def train(args: argparse.Namespace) -> int:
         requested = cfg.resume_from and int(cfg.resume_from.removeprefix("step_"))
         step = Checkpointer(run_dir).choose(requested)
     agent = backend.Agent(cfg)
+    if cfg.mode == "finetune" and not cfg.resume:
+        origin = f", task {cfg.task} starting from {cfg.source_task}'s row" if cfg.multitask else ""
+        print(f"[mbdpo] fine-tuning {start_finetuning(agent)}{origin}")
     parts = offline_parts(cfg, agent) if cfg.mode == "offline" else online_parts(cfg, agent)
     for note in cfg.notes:
         print(f"[mbdpo] {note}")
@@ -185,24 +194,26 @@ class RunParts:
 
 
 def online_parts(cfg: Config, agent: object) -> RunParts:
-    """One task, acting and learning; evaluated on its own environment."""
-    if cfg.multitask:
+    """One task, acting and learning (from scratch, or fine-tuning a checkpoint); evaluated on
+    its own environment, at the agent's widths."""
+    if cfg.multitask and cfg.mode == "online":
         raise ConfigError(
             f"task={cfg.task} is a multi-task set; online training takes a single task. "
             f"Multi-task training is offline: mode=offline task={cfg.task} data_dir=DIR."
         )
-    from mbdpo_envs import make
+    from mbdpo_envs import make_agent_env
 
-    task = cfg.tasks[0]
-    env = make(task, cfg.seed, obs=cfg.obs)
-    eval_env = make(task, cfg.seed + 1, obs=cfg.obs)
+    task = cfg.task
+    env = make_agent_env(cfg, task, cfg.seed)
+    eval_env = make_agent_env(cfg, task, cfg.seed + 1)
+    ids = {task: task_id(cfg, task)} if cfg.multitask else None
     return RunParts(
         lambda logger, checkpoints, stop: OnlineTrainer(
             cfg,
             agent,
             env,
             replay=make_replay(cfg),
-            evaluator=EpisodeEvaluator({task: eval_env}, cfg.eval_episodes, cfg.seed),
+            evaluator=EpisodeEvaluator({task: eval_env}, cfg.eval_episodes, cfg.seed, ids),
             logger=logger,
             checkpoints=checkpoints,
             progress=Progress(Schedule.from_config(cfg), desc=task),

@@ -2,30 +2,17 @@
 multi-task pretraining run per backend, its files, an exact resume that extends it, and clear
 errors before anything is written."""
 
-import csv
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from app_runs import TINY_MODEL, rows, run_app
 from mbdpo_data.layouts import LAYOUTS
 from published_chunks import episodes_arrays, write_chunk
 
-ROOT = Path(__file__).resolve().parents[2]
 TINY = [
     "task=mt30",
     "mode=offline",
-    "preset=cpu",
-    "mlp_dim=32",
-    "enc_dim=32",
-    "latent_dim=16",
-    "num_q=2",
-    "batch_size=16",
-    "diffusion_steps=3",
-    "diffusion_num_samples=16",
-    "diffusion_num_elites=4",
-    "diffusion_num_pi_trajs=2",
+    *TINY_MODEL,
     "eval_episodes=1",
     "eval_tasks='cartpole-balance pendulum-swingup'",
     "eval_workers=1",
@@ -33,17 +20,6 @@ TINY = [
     "eval_freq=10",
     "save_every=10",
 ]
-
-
-def run_app(app: str, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "MUJOCO_GL": "egl", "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, str(ROOT / "apps" / app), *args]
-    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
-
-
-def rows(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
 
 
 @pytest.fixture(scope="module")

@@ -101,18 +101,28 @@ def test_saved_config_of_the_previous_release_still_reads():
     old = config_to_dict(load_config([]))
     for k in ("coef", "eta", "clip", "momentum", "neg_noise"):
         old[f"contrastive_{k}"] = old.pop(f"energy_{k}")
-    old["checkpoint"] = None
+    old["checkpoint"] = None  # release 0.1 wrote it; 0.2-0.4 did not
     for key in ("resume_from", "allow_backend_switch", "keep_checkpoints"):  # added since
         del old[key]
+    assert config_from_dict(old) == load_config([])
+    del old["checkpoint"]
     assert config_from_dict(old) == load_config([])
     del old["lr"]
     with pytest.raises(ConfigError, match=re.escape("Saved config lacks the keys ['lr']")):
         config_from_dict(old)
 
 
-def test_removed_checkpoint_key_is_an_error():
-    with pytest.raises(ConfigError, match="Unknown config key 'checkpoint'"):
-        load_config(["checkpoint=runs/x"])
+@pytest.mark.parametrize(
+    ("given", "owner"),
+    [
+        ("checkpoint=runs/x", "finetune"),
+        ("source_task=walker-walk", "finetune"),
+        ("data_dir=data/mt30", "offline"),
+    ],
+)
+def test_a_key_of_another_mode_is_an_error(given, owner):
+    with pytest.raises(ConfigError, match=f"read by mode={owner} only"):
+        load_config([given])
 
 
 @pytest.mark.parametrize(

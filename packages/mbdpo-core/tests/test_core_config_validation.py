@@ -191,13 +191,15 @@ def test_buffer_must_hold_one_episode():
         load_config(["task=mw-reach", "buffer_size=100"])
 
 
-def test_seed_steps_must_cover_one_episode_and_says_the_default_rule():
+def test_seed_steps_must_cover_one_episode_or_be_zero_and_says_the_default_rule():
     with pytest.raises(ConfigError) as err:
-        load_config(["task=cartpole-balance", "seed_steps=0"])
+        load_config(["task=cartpole-balance", "seed_steps=499"])
     message = str(err.value)
-    assert "Invalid seed_steps=0: must be >= 500" in message
+    assert "Invalid seed_steps=499: must be >= 500" in message
     assert "null = max(1000, 5 x episode_length) = 2500" in message
+    assert "or 0 (no random steps" in message
     assert load_config(["task=cartpole-balance", "seed_steps=500"]).seed_steps == 500
+    assert load_config(["task=cartpole-balance", "seed_steps=0"]).seed_steps == 0
     assert load_config(["task=mw-reach", "seed_steps=100"]).seed_steps == 100
     with pytest.raises(ConfigError, match=re.escape("seed_steps=499: must be >= 500")):
         load_config(["task=mt80", "seed_steps=499"])  # the longest episode of the set

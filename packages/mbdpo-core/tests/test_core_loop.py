@@ -468,12 +468,12 @@ def test_temporary_files_of_a_killed_write_are_removed_at_the_next_start(tmp_pat
     assert arrays["x"].shape == (4_000_000,)
 
 
-def test_the_online_schedule_is_the_published_one(tmp_path):
-    """Random actions up to and including step seed_steps, where a burst of seed_steps updates
-    follows; then one act and one update per step (anatomy: `act if step > seed_steps`)."""
-    cfg = toy_config("steps=40", "eval_freq=0", seed_steps=24)
+def acts_and_updates(run_dir: Path, seed_steps: int) -> tuple[list[int], list[int]]:
+    """The env steps done when the agent acted (training only) and when each update ran, in a
+    40-step ToyEnv run."""
+    cfg = toy_config("steps=40", "eval_freq=0", seed_steps=seed_steps)
     events: list[tuple[str, int]] = []  # (what, env steps done when it happened)
-    trainer = make_trainer(cfg, tmp_path, make_replay_for(40))
+    trainer = make_trainer(cfg, run_dir, make_replay_for(40))
     env, agent = trainer.env, trainer.agent
     count = itertools.count(1)
     env_step, act, update = env.step, agent.act, agent.update
@@ -494,6 +494,20 @@ def test_the_online_schedule_is_the_published_one(tmp_path):
     env.step, agent.act, agent.update = counted_step, logged_act, logged_update
     trainer.run()
     acts = [n for what, n in events if what == "act"]
-    updates = [n for what, n in events if what == "update"]
+    return acts, [n for what, n in events if what == "update"]
+
+
+def test_the_online_schedule_is_the_published_one(tmp_path):
+    """Random actions up to and including step seed_steps, where a burst of seed_steps updates
+    follows; then one act and one update per step (anatomy: `act if step > seed_steps`)."""
+    acts, updates = acts_and_updates(tmp_path, seed_steps=24)
     assert acts == list(range(25, 40))  # the agent first acts for the step after seed_steps
     assert updates == [25] * 24 + list(range(26, 41))  # after step 25 (index 24): the burst
+
+
+def test_without_seeding_the_agent_acts_from_the_start_and_updates_after_an_episode(tmp_path):
+    """seed_steps=0 (fine-tuning, as published): no random step, no burst; one update per step
+    from the first step of episode 2, when the replay holds episode 1."""
+    acts, updates = acts_and_updates(tmp_path, seed_steps=0)
+    assert acts == list(range(40))
+    assert updates == list(range(EPISODE + 1, 41))

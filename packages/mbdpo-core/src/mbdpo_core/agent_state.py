@@ -22,8 +22,15 @@ from typing import Any
 
 import numpy as np
 
-from .checkpoint import add_prefix, check_arrays, load_checkpoint, save_checkpoint, split_prefix
-from .config.load import config_to_dict
+from .checkpoint import (
+    add_prefix,
+    check_arrays,
+    checkpoint_stem,
+    load_checkpoint,
+    save_checkpoint,
+    split_prefix,
+)
+from .config.load import config_from_dict, config_to_dict
 from .config.schema import Config
 from .errors import CheckpointError
 from .params import optimizer_group, param_shapes
@@ -164,3 +171,30 @@ class CheckpointingAgent:
         arrays, meta = load_checkpoint(path)
         self.load_state_dict(arrays, meta)
         return meta
+
+
+def start_finetuning(agent: CheckpointingAgent) -> Path:
+    """Give `agent` (built from a mode=finetune config) the parameters of cfg.checkpoint, either
+    backend's; returns the checkpoint's stem (docs/design.md#fine-tuning).
+
+    A multi-task checkpoint's task embedding [M, D] grows to [M + 1, D], the new row a copy of
+    cfg.source_task's. Everything else starts fresh, as in the published fine-tuning, whose agent
+    is rebuilt around the loaded weights: both Adam optimisers (the score network's parameters
+    included: they keep training), RunningScale, the energy statistics and the warm start.
+
+    Raises:
+        CheckpointError: the checkpoint is missing or corrupt, or its parameters do not fit.
+    """
+    cfg = agent.cfg
+    stem = checkpoint_stem(cfg.checkpoint)
+    arrays, meta = load_checkpoint(stem)
+    source = config_from_dict(meta["config"])
+    params = split_prefix(arrays, "params/")
+    check_arrays(param_shapes(source), params)
+    if source.multitask:
+        table = params["task_emb.weight"]
+        row = table[source.tasks.index(cfg.source_task)]
+        params["task_emb.weight"] = np.concatenate([table, row[None]])
+    fresh, fresh_meta = agent.state_dict()
+    agent.load_state_dict({**fresh, **add_prefix(params, "params/")}, fresh_meta)
+    return stem

@@ -36,6 +36,8 @@ __all__ = [
     "FORMAT_VERSION",
     "save_checkpoint",
     "load_checkpoint",
+    "read_meta",
+    "checkpoint_stem",
     "check_arrays",
     "checkpoint_path",
     "latest_checkpoint",
@@ -232,6 +234,19 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, np.ndarray], dict]:
     return arrays, meta
 
 
+def read_meta(path: str | Path) -> dict:
+    """The meta of a checkpoint, from its JSON alone (the arrays are neither read nor checked).
+
+    Raises:
+        CheckpointError: the JSON is missing, corrupt or of an unknown format version.
+    """
+    tensors_file, json_file = _files(_stem(path))
+    meta = _read_sidecar(json_file, tensors_file).get("meta")
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"checkpoint sidecar {json_file} is malformed: no meta.")
+    return meta
+
+
 def check_arrays(
     expected: Mapping[str, tuple], arrays: Mapping[str, np.ndarray], what: str = "parameters"
 ) -> None:
@@ -281,6 +296,26 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
         return None
     steps = [int(m.group(1)) for p in directory.iterdir() if (m := _STEP_RE.match(p.name))]
     return checkpoint_path(run_dir, max(steps)) if steps else None
+
+
+def checkpoint_stem(path: str | Path) -> Path:
+    """The checkpoint `path` names: a stem, its .json or .safetensors, or a run directory (its
+    newest complete checkpoint).
+
+    Raises:
+        CheckpointError: a directory without complete checkpoints.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        return _stem(path)
+    newest = latest_checkpoint(path)
+    if newest is None:
+        raise CheckpointError(
+            f"checkpoint={path} is a directory without complete checkpoints "
+            f"(no {path / 'checkpoints' / 'step_N.json'}); give a run directory or a "
+            "checkpoint such as <run>/checkpoints/step_N."
+        )
+    return newest
 
 
 def split_prefix(arrays: Mapping[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:

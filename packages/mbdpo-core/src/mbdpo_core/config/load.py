@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 from .. import tasks as task_registry
 from ..discount import discount_heuristic
 from ..errors import ConfigError, suggest
-from . import validate
+from . import finetune, validate
 from .presets import MODEL_SIZES, PRESETS
 from .schema import Config
 from .validate import CHOICES
@@ -25,8 +25,6 @@ ALIASES = {
     f"contrastive_{k}": f"energy_{k}" for k in ("coef", "eta", "clip", "momentum", "neg_noise")
 }
 """The published names of the energy head's keys, accepted for ours."""
-REMOVED_KEYS = ("checkpoint",)
-"""Keys of earlier releases that nothing read; dropped when an old saved config is read."""
 ADDED_KEYS = (
     "resume_from",
     "allow_backend_switch",
@@ -40,8 +38,11 @@ ADDED_KEYS = (
     "eval_tasks",
     "eval_workers",
     "log_freq",
+    "checkpoint",
+    "source_task",
 )
-"""Keys added after release 0.1; an older saved config takes their default.yaml values."""
+"""Keys added after release 0.1 (`checkpoint`: unread from 0.2 to 0.4); an older saved config
+takes their default.yaml values."""
 
 
 def _canonical_keys(values: dict[str, Any]) -> dict[str, Any]:
@@ -139,15 +140,21 @@ def load_config(
     for key, value in MODEL_SIZES[size].items():
         if key not in user:
             values[key] = value
+    source = None
+    if values["mode"] == "finetune":
+        source = finetune.source_config(values["checkpoint"])
+        finetune.adopt_architecture(values, source, user)
     for key in CHOICES:
         validate.check_choice(key, values[key])
     validate.check_types(values, _USER_KEYS)
     validate.check_values(values)
     validate.check_device(values["device"], backend, gpu_available)
-    return _derive(values, backend=backend, notes=notes, user=user)
+    return _derive(values, backend=backend, notes=notes, user=user, source=source)
 
 
-def _derive(values: dict[str, Any], *, backend: str, notes: list[str], user: dict) -> Config:
+def _derive(
+    values: dict[str, Any], *, backend: str, notes: list[str], user: dict, source: Config | None
+) -> Config:
     specs = task_registry.resolve(values["task"])
     multitask = values["task"] in task_registry.MULTITASK_SETS
     episodic = any(s.episodic for s in specs)
@@ -173,7 +180,7 @@ def _derive(values: dict[str, Any], *, backend: str, notes: list[str], user: dic
     lengths = tuple(s.episode_length for s in specs)
     validate.check_episode_fits(values, max(lengths))
     if values["seed_steps"] is None:
-        values["seed_steps"] = max(1000, 5 * max(lengths))
+        values["seed_steps"] = 0 if source else max(1000, 5 * max(lengths))
     if values["planner"] == "mppi" and action_dim >= 20 and "iterations" not in user:
         values["iterations"] += 2
     discounts = tuple(
@@ -182,9 +189,7 @@ def _derive(values: dict[str, Any], *, backend: str, notes: list[str], user: dic
         )
         for n in lengths
     )
-    return Config(
-        **values,
-        backend=backend,
+    derived = dict(
         tasks=tuple(s.name for s in specs),
         multitask=multitask,
         obs_shape=obs_shape,
@@ -193,6 +198,15 @@ def _derive(values: dict[str, Any], *, backend: str, notes: list[str], user: dic
         action_dims=tuple(s.action_dim for s in specs),
         episode_lengths=lengths,
         discounts=discounts,
+    )
+    if source is not None and source.multitask:
+        derived.update(finetune.appended_task(values, source))
+    elif source is not None:
+        finetune.check_single_task(values, source)
+    return Config(
+        **values,
+        **derived,
+        backend=backend,
         bin_size=(values["vmax"] - values["vmin"]) / (values["num_bins"] - 1),
         notes=tuple(notes),
     )
@@ -247,7 +261,7 @@ def config_to_dict(cfg: Config) -> dict[str, Any]:
 def config_from_dict(data: dict[str, Any]) -> Config:
     """Inverse of config_to_dict (used when resuming or loading a checkpoint)."""
     names = {f.name for f in dataclasses.fields(Config)}
-    data = _canonical_keys({k: v for k, v in data.items() if k not in REMOVED_KEYS})
+    data = _canonical_keys(data)
     unknown = set(data) - names
     if unknown:
         raise ConfigError(f"Saved config has unknown keys {sorted(unknown)}.")

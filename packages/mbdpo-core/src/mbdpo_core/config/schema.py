@@ -20,6 +20,8 @@ class Config:
     # run
     mode: str
     data_dir: str | None
+    checkpoint: str | None
+    source_task: str | None
     preset: str
     device: str
     compile: bool
@@ -142,8 +144,11 @@ class Config:
 
     @property
     def evaluated_tasks(self) -> tuple[str, ...]:
-        """The tasks an evaluation covers: eval_tasks (space-separated) or every task."""
-        return tuple(self.eval_tasks.split()) if self.eval_tasks else self.tasks
+        """The tasks an evaluation covers: eval_tasks (space-separated), else the fine-tuned
+        task (mode=finetune) or every task."""
+        if self.eval_tasks:
+            return tuple(self.eval_tasks.split())
+        return (self.task,) if self.mode == "finetune" else self.tasks
 
     @property
     def shifts_when_acting(self) -> bool:

@@ -16,7 +16,7 @@ from .presets import MODEL_SIZES, PRESET_CHOICES
 from .schema import Config
 
 CHOICES: dict[str, tuple[Any, ...]] = {
-    "mode": ("online", "offline"),
+    "mode": ("online", "offline", "finetune"),
     "obs": ("state", "rgb"),
     "obs_shift": ("always", "update"),
     "preset": PRESET_CHOICES,
@@ -234,17 +234,20 @@ def check_episode_fits(values: dict[str, Any], length: int) -> None:
             "and one per step)."
         )
     seed_steps = values["seed_steps"]
-    if seed_steps is not None and seed_steps < length:
+    if seed_steps is not None and 0 < seed_steps < length:
         raise ConfigError(
             f"Invalid seed_steps={seed_steps}: must be >= {length}, the longest episode of "
             f"task={task}, so that the replay holds a finished episode when updates begin "
-            f"(null = max(1000, 5 x episode_length) = {max(1000, 5 * length)})."
+            f"(null = max(1000, 5 x episode_length) = {max(1000, 5 * length)}), or 0 (no "
+            "random steps: updates begin once the replay holds an episode)."
         )
 
 
 def check_mode(values: dict[str, Any], multitask: bool) -> None:
-    """mode=offline trains on a task set from a dataset; data_dir belongs to it alone."""
-    if values["mode"] == "offline":
+    """mode=offline trains on a task set from a dataset, mode=finetune one task from a
+    checkpoint; data_dir, checkpoint and source_task belong to them alone."""
+    mode = values["mode"]
+    if mode == "offline":
         if not multitask:
             raise ConfigError(
                 f"mode=offline pretrains one agent on a task set: task=mt30 or task=mt80 "
@@ -255,8 +258,14 @@ def check_mode(values: dict[str, Any], multitask: bool) -> None:
                 "mode=offline needs data_dir=DIR, a dataset converted with "
                 "`uv run apps/convert SRC DIR`."
             )
-    elif values["data_dir"] is not None:
-        raise ConfigError("data_dir is read by mode=offline only; add mode=offline or drop it.")
+    if mode == "finetune" and multitask:
+        raise ConfigError(
+            f"mode=finetune trains on one task: task=NAME (got the task set task={values['task']})."
+        )
+    owners = {"data_dir": "offline", "checkpoint": "finetune", "source_task": "finetune"}
+    for key, owner in owners.items():
+        if values[key] is not None and mode != owner:
+            raise ConfigError(f"{key} is read by mode={owner} only; add mode={owner} or drop it.")
 
 
 def check_eval_tasks(eval_tasks: str | None, tasks: list[str]) -> None:

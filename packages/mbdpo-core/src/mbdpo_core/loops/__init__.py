@@ -21,7 +21,7 @@ from .online import OnlineTrainer, checkpoint_due, make_replay
 from .progress import Progress, Schedule
 from .protocols import BatchSource, Evaluator, Replay, RunLogger, Stateful
 from .seeds import EVAL, TRAIN, episode_seed
-from .task_eval import TaskEvaluator
+from .task_eval import TaskEvaluator, task_id
 
 __all__ = [
     "BatchSource",
@@ -36,6 +36,7 @@ __all__ = [
     "run_episodes",
     "EpisodeEvaluator",
     "TaskEvaluator",
+    "task_id",
     "LoopState",
     "Checkpointer",
     "checkpoint_steps",

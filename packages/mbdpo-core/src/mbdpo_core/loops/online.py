@@ -1,12 +1,14 @@
-"""The online training loop (single task), composed of parts it receives (docs/design.md#loops).
+"""The online training loop (one task), composed of parts it receives (docs/design.md#loops).
 
 One environment step: act (uniform random up to and including step `seed_steps`, as
 published), step the env, record; a step from `seed_steps` on owes updates on batches from the
 replay (the first one a burst of `seed_steps` updates, then one each), paid before the next
-step. At an episode's end: add it to the replay and log its row; then, at that boundary,
-evaluate and checkpoint if one fell due. The run stops after exactly `steps` steps, evaluating
-and checkpointing there, mid-episode if need be. Evaluation leaves the agent's state (RNG,
-warm start) as it found it.
+step. With `seed_steps=0` (fine-tuning's default) the agent acts from the first step and every
+step owes one update once the replay holds an episode, as the published fine-tuning does.
+At an episode's end: add it to the replay and log its row; then, at that boundary, evaluate and
+checkpoint if one fell due. The run stops after exactly `steps` steps, evaluating and
+checkpointing there, mid-episode if need be. Evaluation leaves the agent's state (RNG, warm
+start) as it found it.
 
 Every episode's reset is seeded from (seed, episode index), so a run restored from a checkpoint
 continues exactly as the uninterrupted run would have: a checkpoint written mid-episode (at the
@@ -31,6 +33,7 @@ from .interrupt import Interrupted, StopRequest
 from .progress import Progress, Schedule
 from .protocols import Evaluator, Replay, RunLogger
 from .seeds import TRAIN, episode_seed
+from .task_eval import task_id
 
 __all__ = ["make_replay", "checkpoint_due", "OnlineTrainer"]
 
@@ -57,8 +60,9 @@ class OnlineTrainer:
     Args:
         cfg: the run config (steps, seed_steps, batch_size, horizon, eval_freq, save_every, seed).
         agent: acts in `env` and updates on batches of `replay`.
-        env: the training environment (reset(seed=...), step(action)); deterministic given its
-            reset seed and actions (a mid-episode checkpoint is restored by replaying them).
+        env: the training environment of task cfg.task (reset(seed=...), step(action)), at the
+            agent's widths; deterministic given its reset seed and actions (a mid-episode
+            checkpoint is restored by replaying them).
         replay: stores the collected episodes and serves the batches (any `Replay`).
         evaluator: scores the agent when an evaluation falls due (rows of eval.csv).
         logger: receives the "train" row of every episode and the "eval" rows.
@@ -91,6 +95,7 @@ class OnlineTrainer:
         self.episode_metrics: list[dict[str, float]] = []
         self._phase = ""
         self.clock = RunClock()
+        self.task = task_id(cfg, cfg.task)  # what a multi-task agent is told (None: single-task)
 
     # --- checkpoints ---------------------------------------------------------------------------
 
@@ -129,7 +134,7 @@ class OnlineTrainer:
         obs, _ = self.env.reset(seed=episode_seed(self.cfg.seed, TRAIN, index))
         recorded, done = arrays["episode/obs"], False
         self._check_replayed(obs, recorded[0], index, 0)
-        recorder = EpisodeRecorder(obs)
+        recorder = EpisodeRecorder(obs, self.task)
         for t, action in enumerate(arrays["episode/action"]):
             obs, reward, terminated, truncated, info = self.env.step(action)
             self._check_replayed(obs, recorded[t + 1], index, t + 1)
@@ -201,18 +206,21 @@ class OnlineTrainer:
         cfg, st = self.cfg, self.state
         if self.recorder is None:
             self.obs, _ = self.env.reset(seed=episode_seed(cfg.seed, TRAIN, st.episode))
-            self.recorder, self.done = EpisodeRecorder(self.obs), False
+            self.recorder, self.done = EpisodeRecorder(self.obs, self.task), False
             st.episode += 1
-        if st.step <= cfg.seed_steps:  # the burst's step acts at random too, as published
+        if st.step <= cfg.seed_steps and cfg.seed_steps:  # the burst's step acts at random too
             self._enter("seeding", min(cfg.seed_steps + 1, cfg.steps) - st.step)
             action = st.rng.uniform(-1, 1, cfg.action_dim).astype(np.float32)
         else:
             self._enter("training", cfg.steps - st.step)
-            action = self.agent.act(self.obs, t0=len(self.recorder) == 0, eval_mode=False)
+            t0 = len(self.recorder) == 0
+            action = self.agent.act(self.obs, t0=t0, eval_mode=False, task=self.task)
         self.obs, reward, terminated, truncated, info = self.env.step(action)
         self.recorder.add(action, reward, terminated, self.obs, info)
         self.done = bool(terminated or truncated)
-        if st.step >= cfg.seed_steps:
+        if not cfg.seed_steps:
+            st.updates_due = int(st.episode > 1)  # once an episode is in the replay
+        elif st.step >= cfg.seed_steps:
             st.updates_due = cfg.seed_steps if st.step == cfg.seed_steps else 1
         st.step += 1
         st.eval_due |= cfg.eval_freq > 0 and st.step % cfg.eval_freq == 0

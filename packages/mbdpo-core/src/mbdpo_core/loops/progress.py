@@ -66,7 +66,7 @@ class Schedule:
             steps=cfg.steps,
             seed_steps=cfg.seed_steps,
             eval_freq=cfg.eval_freq,
-            eval_episodes=cfg.eval_episodes * cfg.n_tasks,
+            eval_episodes=cfg.eval_episodes * len(cfg.evaluated_tasks),
             episode_length=cfg.episode_length,
         )
 

@@ -48,8 +48,8 @@ class EvaluationWorkerError(RuntimeError):
 
 
 def task_id(cfg: Config, task: str) -> int | None:
-    """The id the agent of `cfg` takes for `task`: its index in cfg.tasks for a multi-task
-    agent, None for a single-task one.
+    """The id the agent of `cfg` takes for `task`: its last index in cfg.tasks for a multi-task
+    agent (a task appended by fine-tuning has its own, newest row), None for a single-task one.
 
     Raises:
         ConfigError: `task` is not one of cfg.tasks (the message lists them).
@@ -59,7 +59,7 @@ def task_id(cfg: Config, task: str) -> int | None:
             f"Task {task!r} is not a task of this agent (task={cfg.task}); valid: "
             f"{', '.join(cfg.tasks)}."
         )
-    return cfg.tasks.index(task) if cfg.multitask else None
+    return len(cfg.tasks) - 1 - cfg.tasks[::-1].index(task) if cfg.multitask else None
 
 
 class TaskEvaluator:
