@@ -11,6 +11,7 @@ import pytest
 from app_runs import TINY_MODEL, rows, run_app
 from mbdpo_core.agent_state import AgentState, start_finetuning
 from mbdpo_core.backends import load_backend
+from mbdpo_core.batch import Batch
 from mbdpo_core.checkpoint import checkpoint_path, save_checkpoint
 from mbdpo_core.config import load_config
 from mbdpo_core.loops import task_id
@@ -22,18 +23,25 @@ MT30 = ["task=mt30", *TINY_MODEL]
 THREE = "walker-walk pendulum-spin cartpole-balance"
 
 
+def finetuning_agent(run_dir, params_of, backend: str, *keys: str):
+    """(source config, its parameters, the stem, a fine-tuning agent for walker-run of
+    `backend`) from an mt30 checkpoint written as the other backend's."""
+    source = load_config([*MT30, *keys])
+    params = params_of(source)
+    state = AgentState.initial(source, params, rng={})
+    arrays, meta = state.to_checkpoint(source, "jax" if backend == "torch" else "torch")
+    stem = checkpoint_path(run_dir, 100)
+    save_checkpoint(stem, arrays, meta)
+    cfg = load_config(["mode=finetune", f"checkpoint={run_dir}", "task=walker-run", *MT30[1:]])
+    return source, params, stem, load_backend(backend).Agent(cfg)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_the_agent_gets_the_checkpoint_parameters_and_a_new_row_copied_from_the_source(
     tmp_path, random_params, backend
 ):
-    source = load_config(MT30)
-    params = random_params(source)
-    state = AgentState.initial(source, params, rng={})
-    arrays, meta = state.to_checkpoint(source, "jax" if backend == "torch" else "torch")
-    stem = checkpoint_path(tmp_path, 100)
-    save_checkpoint(stem, arrays, meta)
-    cfg = load_config(["mode=finetune", f"checkpoint={tmp_path}", "task=walker-run", *MT30[1:]])
-    agent = load_backend(backend).Agent(cfg)
+    source, params, stem, agent = finetuning_agent(tmp_path, random_params, backend)
+    cfg = agent.cfg
 
     assert start_finetuning(agent) == stem
     got = AgentState.from_checkpoint(*agent.state_dict(), cfg)
@@ -51,6 +59,29 @@ def test_the_agent_gets_the_checkpoint_parameters_and_a_new_row_copied_from_the_
     action = agent.act(np.zeros(cfg.obs_shape, np.float32), t0=True, eval_mode=True, task=30)
     walker_run_dims = cfg.action_dims[-1]
     assert action.shape == (cfg.action_dim,) and not action[walker_run_dims:].any()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_score_network_keeps_training(tmp_path, random_params, backend):
+    """Unlike the published script, whose rebuilt optimisers leave the score network out."""
+    *_, agent = finetuning_agent(tmp_path, random_params, backend, "use_score_network=true")
+    cfg = agent.cfg
+    assert cfg.use_score_network  # the checkpoint's architecture
+    start_finetuning(agent)
+    rng = np.random.default_rng(0)
+    H, B = cfg.horizon, cfg.batch_size
+    batch = Batch(
+        obs=rng.standard_normal((H + 1, B, *cfg.obs_shape)).astype(np.float32),
+        action=rng.uniform(-1, 1, (H, B, cfg.action_dim)).astype(np.float32),
+        reward=rng.standard_normal((H, B, 1)).astype(np.float32),
+        terminated=np.zeros((H, B, 1), np.float32),
+        task=np.full(B, cfg.n_tasks - 1),
+    )
+    before = agent.state_dict()[0]
+    agent.update(batch)
+    after = agent.state_dict()[0]
+    score = [n for n in before if n.startswith("params/score.")]
+    assert score and all(not np.array_equal(before[n], after[n]) for n in score)
 
 
 @pytest.mark.slow
