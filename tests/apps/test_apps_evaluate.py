@@ -1,31 +1,17 @@
 """apps/evaluate end to end: a checkpoint of a short torch run scored by both backends (the
 run's own final evaluation reproduced), a video, and clear errors before anything is written."""
 
-import csv
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from app_runs import TINY_MODEL, rows, run_app
 from mbdpo_core.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from mbdpo_core.config import load_config
 
-ROOT = Path(__file__).resolve().parents[2]
-ENV = {**os.environ, "MUJOCO_GL": "egl"}
 TINY = [
     "task=cartpole-balance",
-    "preset=cpu",
-    "mlp_dim=32",
-    "enc_dim=32",
-    "latent_dim=16",
-    "num_q=2",
-    "batch_size=16",
-    "diffusion_steps=3",
-    "diffusion_num_samples=16",
-    "diffusion_num_elites=4",
-    "diffusion_num_pi_trajs=2",
+    *TINY_MODEL,
     "planner=policy",  # cheap episodes; evaluate can change it
     "seed_steps=500",  # the least cartpole allows (one episode)
     "steps=510",
@@ -41,16 +27,6 @@ COLUMNS = [
     "episode_length",
     "normalised_score",
 ]
-
-
-def run_app(app: str, *args: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, str(ROOT / "apps" / app), *args]
-    return subprocess.run(cmd, capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=600)
-
-
-def read_csv(path: Path) -> list[dict[str, str]]:
-    with open(path) as f:
-        return list(csv.DictReader(f))
 
 
 @pytest.fixture(scope="module")
@@ -72,10 +48,10 @@ def test_torch_scores_its_checkpoint_as_the_run_did(run, tmp_path):
     out = run_app("evaluate", f"checkpoint={stem}.json", f"out={tmp_path / 'torch'}")
     assert out.returncode == 0, out.stderr[-3000:]
     assert "normalised score" in out.stdout and "cartpole-balance" in out.stdout
-    rows = read_csv(tmp_path / "torch.csv")
-    assert [list(r) for r in rows] == [COLUMNS]
-    (row,) = rows
-    final = read_csv(run / "eval.csv")[-1]  # the run's evaluation at the checkpoint's step
+    written = rows(tmp_path / "torch.csv")
+    assert [list(r) for r in written] == [COLUMNS]
+    (row,) = written
+    final = rows(run / "eval.csv")[-1]  # the run's evaluation at the checkpoint's step
     assert row["task"] == "cartpole-balance" and row["suite"] == "dmcontrol"
     for key in ("episode_reward", "episode_success", "episode_length"):
         assert float(row[key]) == float(final[key]), key
@@ -100,8 +76,8 @@ def test_jax_scores_the_torch_checkpoint_and_films_it(run, tmp_path):
         "save_video=true",
     )
     assert out.returncode == 0, out.stderr[-3000:]
-    (row,) = read_csv(tmp_path / "jax.csv")
-    final = read_csv(run / "eval.csv")[-1]
+    (row,) = rows(tmp_path / "jax.csv")
+    final = rows(run / "eval.csv")[-1]
     assert row["task"] == "cartpole-balance"
     # same policy, other rounding: the episode follows the same path
     assert float(row["episode_reward"]) == pytest.approx(float(final["episode_reward"]), rel=1e-3)
@@ -184,8 +160,8 @@ def test_tasks_of_a_multitask_checkpoint_in_two_workers(tmp_path, tiny):
         "evaluate", f"checkpoint={tmp_path / 'step_0'}", f"task={tasks}", "eval_workers=2"
     )
     assert out.returncode == 0, out.stderr[-3000:]
-    rows = read_csv(tmp_path / "step_0.eval.csv")
-    assert [r["task"] for r in rows] == tasks.split()
+    written = rows(tmp_path / "step_0.eval.csv")
+    assert [r["task"] for r in written] == tasks.split()
     doc = json.loads((tmp_path / "step_0.eval.json").read_text())
     assert (doc["workers"], doc["step"], doc["task"]) == (2, 0, "mt30")
     assert set(doc["summary"]) >= {"episode_reward", "normalised_score"}

@@ -13,24 +13,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from app_runs import ROOT, TINY_MODEL, run_app
 from mbdpo_core.checkpoint import latest_checkpoint, load_checkpoint
 from mbdpo_core.config import load_config
 from mbdpo_core.logger import TIMING_COLUMNS
 from mbdpo_core.rundir import write_config
 
-ROOT = Path(__file__).resolve().parents[2]
 TINY = [
     "task=cartpole-balance",
-    "preset=cpu",
-    "mlp_dim=32",
-    "enc_dim=32",
-    "latent_dim=16",
-    "num_q=2",
-    "batch_size=16",
-    "diffusion_steps=3",
-    "diffusion_num_samples=16",
-    "diffusion_num_elites=4",
-    "diffusion_num_pi_trajs=2",
+    *TINY_MODEL,
     "seed_steps=500",
     "eval_freq=500",
     "eval_episodes=1",
@@ -46,8 +37,7 @@ ENV = {**os.environ, "MUJOCO_GL": "egl"}
 
 
 def train(backend: str, *overrides: str) -> subprocess.CompletedProcess:
-    cmd = command(backend, *overrides)
-    return subprocess.run(cmd, capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=600)
+    return run_app("train", "--backend", backend, *overrides)
 
 
 def digest(folder: Path) -> dict[str, str]:
