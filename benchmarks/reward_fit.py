@@ -1,7 +1,8 @@
 """How much of the learnable reward information has a run's world model fitted?
 
-The logged reward loss (docs/method.md#losses) is a soft cross-entropy against two-hot targets,
-weighted over the horizon. Two reference levels follow from the replay's own rewards alone:
+The logged reward loss (docs/method.md#world-model-loss) is a soft cross-entropy against
+two-hot targets, weighted over the horizon. Two reference levels follow from the replay's own
+rewards alone:
 - `marginal`: the loss of the best constant prediction (the mean two-hot target), which a model
   that ignores its input reaches;
 - `floor`: the mean entropy of the two-hot targets, which a perfect model reaches.
