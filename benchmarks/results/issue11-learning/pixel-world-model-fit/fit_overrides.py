@@ -3,7 +3,8 @@ overrides; print the mean reward and consistency losses of every 100 updates, an
 the learnable reward information explained (../../../reward_fit.py: for this replay the best
 constant prediction scores 0.587 and a perfect model 0.255).
 
-Usage: python fit_overrides.py UPDATES [key=value ...]   (enc-lr-scale-1.log: 1500 enc_lr_scale=1)
+Usage: python fit_overrides.py UPDATES [key=value ...]   (enc-lr-scale-1.log: 1500 enc_lr_scale=1;
+batch-256.log: 1000 batch_size=256)
 """
 
 import dataclasses
