@@ -12,6 +12,11 @@ Examples:
     uv run apps/train list keys|presets|planners|tasks
 
 Ctrl-C or SIGTERM stops after the current step and writes a checkpoint; resume=true continues.
+
+Data-parallel updates (docs/design.md#data-parallel-updates): the torch backend runs one
+process per device under `torchrun --nproc_per_node=N apps/train/__main__.py --backend torch
+data_parallel_devices=N ...`; JAX shards over N devices of one process (or of every process of
+a jax.distributed run). Only rank 0 writes the run directory.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from mbdpo_core.logger import Logger
 from mbdpo_core.loops import (
     EXIT_CODES,
     Checkpointer,
+    DiscardingLogger,
     EpisodeEvaluator,
     Interrupted,
     OfflineTrainer,
@@ -109,11 +115,14 @@ def train(args: argparse.Namespace) -> int:
     """Validate everything, then create or lock the run directory and train; the exit status."""
     explicit = parse_overrides(args.overrides)
     backend = load_backend(args.backend)
+    rank, _ = backend.init_processes()  # before the backend sees its devices
+    writes = rank == 0  # the other processes of a data-parallel run hold the same state
     cfg = load_config(explicit, gpu_available=backend.gpu_available(), backend=args.backend)
     if cfg.resume and cfg.run_dir is None:
         raise ConfigError("resume=true needs run_dir=PATH of the run to continue.")
     run_dir = Path(cfg.run_dir) if cfg.run_dir else default_run_dir(cfg)
-    check_run_dir(run_dir, cfg.resume)
+    if writes or cfg.resume:
+        check_run_dir(run_dir, cfg.resume)
     if cfg.resume:
         cfg = resume_config(run_dir, cfg, explicit)
         requested = cfg.resume_from and int(cfg.resume_from.removeprefix("step_"))
@@ -131,16 +140,18 @@ def train(args: argparse.Namespace) -> int:
     )
     print(f"[mbdpo] run directory: {run_dir}")
 
-    lock = RunLock(run_dir)  # everything above was checked; from here on we write
+    lock = RunLock(run_dir) if writes else None  # everything was checked; from here on we write
     try:
-        checkpoints = Checkpointer(run_dir, keep=cfg.keep_checkpoints)
-        removed = checkpoints.clean()
+        checkpoints = Checkpointer(run_dir, keep=cfg.keep_checkpoints, writes=writes)
+        removed = checkpoints.clean() if writes else []
         if removed:
             print(f"[mbdpo] removed {len(removed)} temporary file(s) of an interrupted write")
         stop = StopRequest()
-        trainer = parts.trainer(Logger(run_dir), checkpoints, stop)
+        trainer = parts.trainer(
+            Logger(run_dir) if writes else DiscardingLogger(), checkpoints, stop
+        )
         if cfg.resume:
-            if later := checkpoints.discard_after(step):
+            if writes and (later := checkpoints.discard_after(step)):
                 print(f"[mbdpo] resume_from=step_{step}: removed the later checkpoints {later}")
             trainer.restore(step)
             st = trainer.state
@@ -152,19 +163,21 @@ def train(args: argparse.Namespace) -> int:
                     f"[mbdpo] the run is already at steps={cfg.steps:,}; give steps=N to extend it."
                 )
                 return 0
-        write_config(run_dir, cfg)
-        record(
-            run_dir,
-            "resume" if cfg.resume else "start",
-            step=trainer.state.step,
-            backend=cfg.backend,
-        )
+        if writes:
+            write_config(run_dir, cfg)
+            record(
+                run_dir,
+                "resume" if cfg.resume else "start",
+                step=trainer.state.step,
+                backend=cfg.backend,
+            )
         try:
             with stop:
                 result = trainer.run()
         except Interrupted as signal:
             st = trainer.state
-            record(run_dir, "stopped", step=st.step, signal=signal.signal)
+            if writes:
+                record(run_dir, "stopped", step=st.step, signal=signal.signal)
             print(
                 f"[mbdpo] stopped by {signal.signal} at step {st.step:,}; checkpoint written. "
                 f"Continue with:\n  uv run apps/train --backend {cfg.backend} "
@@ -173,12 +186,15 @@ def train(args: argparse.Namespace) -> int:
             )
             return EXIT_CODES[signal.signal]
         except BaseException as err:
-            record(run_dir, "failed", step=trainer.state.step, error=str(err)[:500])
+            if writes:
+                record(run_dir, "failed", step=trainer.state.step, error=str(err)[:500])
             raise
-        record(run_dir, "finished", step=trainer.state.step)
+        if writes:
+            record(run_dir, "finished", step=trainer.state.step)
     finally:
         parts.close()
-        lock.release()
+        if lock is not None:
+            lock.release()
     summary = ", ".join(f"{k}={v:.4g}" for k, v in result.items() if isinstance(v, float | int))
     print(f"[mbdpo] done: {summary}")
     return 0
@@ -201,14 +217,19 @@ def online_parts(cfg: Config, agent: object) -> RunParts:
             f"task={cfg.task} is a multi-task set; online training takes a single task. "
             f"Multi-task training is offline: mode=offline task={cfg.task} data_dir=DIR."
         )
+    from mbdpo_core.loops.online_vector import VectorOnlineTrainer
     from mbdpo_envs import make_agent_env
+    from mbdpo_envs.vector import make_vector_env
 
     task = cfg.task
-    env = make_agent_env(cfg, task, cfg.seed)
+    if cfg.num_envs > 1:  # worker processes, one batched planner call (#vectorised-acting)
+        env, loop = make_vector_env(cfg, task, cfg.seed, cfg.num_envs), VectorOnlineTrainer
+    else:
+        env, loop = make_agent_env(cfg, task, cfg.seed), OnlineTrainer
     eval_env = make_agent_env(cfg, task, cfg.seed + 1)
     ids = {task: task_id(cfg, task)} if cfg.multitask else None
     return RunParts(
-        lambda logger, checkpoints, stop: OnlineTrainer(
+        lambda logger, checkpoints, stop: loop(
             cfg,
             agent,
             env,
@@ -218,7 +239,8 @@ def online_parts(cfg: Config, agent: object) -> RunParts:
             checkpoints=checkpoints,
             progress=Progress(Schedule.from_config(cfg), desc=task),
             stop=stop,
-        )
+        ),
+        close=env.close,
     )
 
 

@@ -76,6 +76,9 @@ REFUSED = [
     ("simnorm_dim=0", "Invalid simnorm_dim=0: must be >= 1"),
     ("lr=nan", "lr must be a finite number, got nan"),
     ("vmax=inf", "vmax must be a finite number, got inf"),
+    ("data_parallel_devices=0", "Invalid data_parallel_devices=0: must be >= 1"),
+    ("num_envs=0", "Invalid num_envs=0: must be >= 1"),
+    ("updates_per_step=0", "Invalid updates_per_step=0: must be >= 1"),
 ]
 
 # pairs of keys that must be ordered: (overrides, message)
@@ -116,6 +119,10 @@ REFUSED_PAIRS = [
         "Invalid log_std_min=2.0 with log_std_max=2.0: log_std_min must be < log_std_max",
     ),
     (["vmin=5", "vmax=5"], "Invalid vmin=5.0 with vmax=5.0: vmin must be < vmax"),
+    (
+        ["batch_size=6", "data_parallel_devices=4"],
+        "Invalid data_parallel_devices=4: must divide batch_size=6",
+    ),
 ]
 
 ACCEPTED_EDGES = [

@@ -188,11 +188,17 @@ def _obs_shift(cfg: Config, lead: tuple[int, ...], acting: bool) -> Law | None:
     return Law("integers", (*lead, 2), (0, 2 * SHIFT_PAD + 1))
 
 
-def layout(kind: str, cfg: Config, batch_size: int | None = None) -> dict[str, Any]:
+def layout(
+    kind: str, cfg: Config, batch_size: int | None = None, envs: int | None = None
+) -> dict[str, Any]:
     """The declaration of bundle `kind`: field -> Law, a nested layout (dict) or None.
 
     batch_size: B of an update's batch (default cfg.batch_size); the value bundle's N.
+    envs: a plan bundle for that many environments planned in one batched call: every field
+        gets a leading env axis [envs, ...] (docs/design.md#vectorised-acting).
     """
+    if envs is not None:
+        return _env_axis(kind, cfg, envs)
     H, A, M, Nq = cfg.horizon, cfg.action_dim, cfg.mlp_dim, cfg.num_q
     B = cfg.batch_size if batch_size is None else batch_size
     keep = 1.0 - cfg.dropout
@@ -252,6 +258,18 @@ def layout(kind: str, cfg: Config, batch_size: int | None = None) -> dict[str, A
     raise ValueError(f"Unknown noise bundle {kind!r}. Valid kinds: plan, {', '.join(BUNDLES)}.")
 
 
+def _env_axis(kind: str, cfg: Config, envs: int) -> dict[str, Any]:
+    """The plan bundle `kind` of cfg with a leading env axis of length `envs` on every field."""
+    name = cfg.planner if kind == "plan" else kind
+    if name not in ("diffusion", "mppi", "policy"):
+        raise ValueError(f"Noise bundle {kind!r} has no env axis; only plan bundles have one.")
+    spec = layout(name, cfg)
+    return {
+        k: None if law is None else Law(law.law, (envs, *law.shape), law.arg)
+        for k, law in spec.items()
+    }
+
+
 def _sample(law: Law, sampler: Sampler) -> Array:
     if law.law == "bernoulli":
         return sampler.bernoulli(law.shape, law.arg)
@@ -276,11 +294,18 @@ def _build(cls: type, spec: dict[str, Any], sampler: Sampler) -> Any:
     return cls(**values)
 
 
-def draw(kind: str, cfg: Config, sampler: Sampler, batch_size: int | None = None) -> Any:
+def draw(
+    kind: str,
+    cfg: Config,
+    sampler: Sampler,
+    batch_size: int | None = None,
+    envs: int | None = None,
+) -> Any:
     """A bundle of `kind` (plan | value | diffusion | mppi | policy | score | update) drawn
-    field by field, in declaration order, from `sampler`."""
+    field by field, in declaration order, from `sampler`; `envs`: a plan bundle with a leading
+    env axis (see `layout`)."""
     name = cfg.planner if kind == "plan" else kind
-    spec = layout(name, cfg, batch_size)  # raises for an unknown kind
+    spec = layout(name, cfg, batch_size, envs)  # raises for an unknown kind
     return _build(BUNDLES[name], spec, sampler)
 
 
@@ -298,7 +323,9 @@ def bundle_shapes(bundle: Any) -> dict[str, Any]:
     return out
 
 
-def expected_shapes(kind: str, cfg: Config, batch_size: int | None = None) -> dict[str, Any]:
+def expected_shapes(
+    kind: str, cfg: Config, batch_size: int | None = None, envs: int | None = None
+) -> dict[str, Any]:
     """The shapes `draw` produces for `kind` (pairs end in 2), without drawing."""
 
     def shapes(spec: dict[str, Any]) -> dict[str, Any]:
@@ -312,7 +339,27 @@ def expected_shapes(kind: str, cfg: Config, batch_size: int | None = None) -> di
                 out[name] = shapes(item)
         return out
 
-    return shapes(layout(kind, cfg, batch_size))
+    return shapes(layout(kind, cfg, batch_size, envs))
+
+
+def update_batch_axes(cfg: Config, batch_size: int) -> dict[str, Any]:
+    """Field -> the axis of an `update` bundle drawn at `batch_size` that runs over the batch
+    (None: no batch axis), found by comparing the shapes at two batch sizes; how a
+    data-parallel update splits its noise (docs/design.md#data-parallel-updates)."""
+
+    def axes(shapes: dict[str, Any], grown: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, shape in shapes.items():
+            if isinstance(shape, dict):
+                out[name] = axes(shape, grown[name])
+            else:
+                sizes = zip(shape or (), grown[name] or (), strict=True)
+                out[name] = next((i for i, (a, b) in enumerate(sizes) if a != b), None)
+        return out
+
+    return axes(
+        expected_shapes("update", cfg, batch_size), expected_shapes("update", cfg, batch_size + 1)
+    )
 
 
 class NumpySampler:
@@ -342,6 +389,12 @@ class NumpySampler:
         return np.asarray(self.rng.integers(low, high, shape), np.int32)
 
 
-def draw_numpy(kind: str, cfg: Config, rng: np.random.Generator, batch_size: int | None = None):
+def draw_numpy(
+    kind: str,
+    cfg: Config,
+    rng: np.random.Generator,
+    batch_size: int | None = None,
+    envs: int | None = None,
+):
     """`draw` with the numpy sampler: the bundles the parity tests hand to both backends."""
-    return draw(kind, cfg, NumpySampler(rng), batch_size)
+    return draw(kind, cfg, NumpySampler(rng), batch_size, envs)

@@ -4,8 +4,9 @@ mbdpo_torch; docs/design.md#mirrored-backends)."""
 from __future__ import annotations
 
 from .agent import Agent
+from .data_parallel import init_processes
 from .planners import make_planner
 from .runtime import gpu_available
 from .world_model import WorldModel
 
-__all__ = ["Agent", "WorldModel", "make_planner", "gpu_available"]
+__all__ = ["Agent", "WorldModel", "make_planner", "gpu_available", "init_processes"]

@@ -30,11 +30,19 @@ from mbdpo_core.noise import UpdateNoise, draw
 from mbdpo_core.params import init_params
 
 from .augment import acting_obs
+from .data_parallel import (
+    _one_device,
+    _replicate,
+    _replicated_constraint,
+    check_devices,
+    shard_batch,
+    shard_noise,
+)
 from .layers import renorm_rows
 from .losses import DeviceBatch, device_batch
 from .noise import Sampler, to_device
 from .params_io import export_params, from_agent_state, import_params, to_agent_state
-from .planners import make_planner
+from .planners import make_env_planner, make_planner
 from .runtime import configure, make_rng, resolve_device
 from .update import make_optimizers, update_step
 from .world_model import WorldModel
@@ -92,6 +100,35 @@ def _act(cfg: Config, model_state, stats, prev_plan, key, obs, t0, eval_mode, ta
     return action, plan, key
 
 
+def _plan_envs_core(cfg: Config, model_state, stats, plans, obs, t0, eval_mode, task, noise):
+    """_plan_core for N environments: each observation encoded alone, one batched planner call.
+    Shapes: plans [N, H, A], obs [N, *O], t0 [N] -> (actions [N, A], plans [N, H, A])."""
+    model = nnx.merge(_graphdefs(cfg)[0], model_state)
+
+    def encode(obs, shift):
+        obs = acting_obs(cfg, obs, shift)
+        return model.encode(obs[None], None if task is None else task[None])
+
+    z = jax.vmap(encode)(obs, noise.obs_shift)
+    plan_envs = make_env_planner(cfg)
+    return plan_envs(model, z, plans, t0, eval_mode, task, noise, (stats[0], stats[1]))
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _plan_envs(cfg: Config, model_state, stats, plans, obs, t0, eval_mode, task, noise):
+    return _plan_envs_core(cfg, model_state, stats, plans, obs, t0, eval_mode, task, noise)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _act_envs(cfg: Config, model_state, stats, plans, key, obs, t0, eval_mode, task):
+    key, sub = jax.random.split(key)
+    noise = draw("plan", cfg, Sampler(sub), envs=obs.shape[0])
+    actions, plans = _plan_envs_core(
+        cfg, model_state, stats, plans, obs, t0, eval_mode, task, noise
+    )
+    return actions, plans, key
+
+
 def _step(cfg: Config, state: _TrainState, batch: DeviceBatch, noise: UpdateNoise, grads=None):
     model_def, optim_def = _graphdefs(cfg)
     model, optims = nnx.merge(model_def, state.model), nnx.merge(optim_def, state.optim)
@@ -99,7 +136,7 @@ def _step(cfg: Config, state: _TrainState, batch: DeviceBatch, noise: UpdateNois
         model, optims, batch, noise, state.energy_stats, state.scale, grads
     )
     new = state.replace(model=_pure(model), optim=_pure(optims), energy_stats=stats, scale=scale)
-    return new, metrics
+    return _replicated_constraint(new, cfg), metrics
 
 
 @functools.partial(jax.jit, static_argnums=0, donate_argnums=1)
@@ -137,8 +174,9 @@ def _floats(metrics: dict[str, jax.Array]) -> dict[str, float]:
 
 
 class Agent(CheckpointingAgent):
-    """MBDPO agent on one JAX device; parameters start from mbdpo_core.params.init_params with
-    cfg.seed. Shapes: O observation, A action, H horizon."""
+    """MBDPO agent on one JAX device, or updating on cfg.data_parallel_devices devices with its
+    state replicated over them (data_parallel; it acts on one); parameters start from
+    mbdpo_core.params.init_params with cfg.seed. Shapes: O observation, A action, H horizon."""
 
     backend = "jax"
 
@@ -148,6 +186,9 @@ class Agent(CheckpointingAgent):
         self._program_cfg = dataclasses.replace(cfg, seed=0)
         self.device = resolve_device(device or cfg.device)
         configure(self.device)
+        self._sharded = cfg.data_parallel_devices > 1
+        if self._sharded:
+            check_devices(cfg)
         make_planner(cfg)  # fail early on an unknown planner
         model = WorldModel(cfg)
         import_params(model, init_params(cfg, np.random.default_rng(cfg.seed)))
@@ -159,7 +200,12 @@ class Agent(CheckpointingAgent):
             prev_plan=jnp.zeros((cfg.horizon, cfg.action_dim), jnp.float32),
             key=make_rng(cfg.seed),
         )
-        self._state: _TrainState = jax.device_put(state, self.device)
+        self._state: _TrainState = self._place(state)
+        self._env_plans: jax.Array | None = None  # warm starts of act_envs [N, H, A]
+
+    def _place(self, tree: Any) -> Any:
+        """tree on the agent's device, or replicated over its data mesh."""
+        return _replicate(tree, self.cfg) if self._sharded else jax.device_put(tree, self.device)
 
     @property
     def model(self) -> WorldModel:
@@ -192,17 +238,26 @@ class Agent(CheckpointingAgent):
             task = None
         obs = jnp.asarray(obs if obs.dtype == np.uint8 else obs.astype(np.float32))
         flags = jnp.asarray(bool(t0)), jnp.asarray(bool(eval_mode))
-        return (s.model, s.energy_stats, s.prev_plan, obs, *flags, task)
+        acting = (s.model, s.energy_stats, s.prev_plan)
+        if self._sharded:  # the planner runs on this process's own copy
+            acting = _one_device(acting, self.device)
+        return (*acting, obs, *flags, task)
+
+    def _keep_plan(self, plan: jax.Array, key: jax.Array | None = None) -> None:
+        """Store the warm start (and the advanced key) where the state lives."""
+        new = {"prev_plan": plan} if key is None else {"prev_plan": plan, "key": key}
+        self._state = self._state.replace(**(self._place(new) if self._sharded else new))
 
     def act(
         self, obs: np.ndarray, t0: bool, eval_mode: bool, task: int | None = None
     ) -> np.ndarray:
         """obs [*O] -> action [A] in [-1, 1] (float32 numpy); keeps the plan as warm start."""
         model, stats, prev, obs, t0, ev, task = self._act_inputs(obs, t0, eval_mode, task)
-        action, plan, key = _act(
-            self._program_cfg, model, stats, prev, self._state.key, obs, t0, ev, task
-        )
-        self._state = self._state.replace(prev_plan=plan, key=key)
+        key = self._state.key
+        if self._sharded:
+            key = _one_device(key, self.device)
+        action, plan, key = _act(self._program_cfg, model, stats, prev, key, obs, t0, ev, task)
+        self._keep_plan(plan, key)
         return np.asarray(action)
 
     def plan_with_noise(
@@ -212,8 +267,61 @@ class Agent(CheckpointingAgent):
         model, stats, prev, obs, t0, ev, task = self._act_inputs(obs, t0, eval_mode, task)
         noise = to_device(noise, self.device)
         action, plan = _plan(self._program_cfg, model, stats, prev, obs, t0, ev, task, noise)
-        self._state = self._state.replace(prev_plan=plan)
+        self._keep_plan(plan)
         return np.asarray(action)
+
+    @property
+    def env_plans(self) -> np.ndarray | None:
+        """The warm starts of act_envs [N, H, A] (float32 numpy copy; None before its first
+        call). They are not part of the agent state (docs/design.md#vectorised-acting)."""
+        return None if self._env_plans is None else np.array(self._env_plans, np.float32)
+
+    @env_plans.setter
+    def env_plans(self, plans: np.ndarray) -> None:
+        """Restore the warm starts of act_envs [N, H, A] (a loop resuming mid-episode)."""
+        self._env_plans = jax.device_put(jnp.asarray(plans, jnp.float32), self.device)
+
+    def act_envs(
+        self, obs: np.ndarray, t0: np.ndarray, eval_mode: bool, task: int | None = None
+    ) -> np.ndarray:
+        """obs [N, *O] of N environments of one task, t0 [N] bool -> actions [N, A] in [-1, 1]
+        from one batched planner call; keeps each environment's warm start."""
+        model, stats, plans, obs, t0, ev, task = self._env_inputs(obs, t0, eval_mode, task)
+        key = self._state.key
+        if self._sharded:
+            key = _one_device(key, self.device)
+        actions, self._env_plans, key = _act_envs(
+            self._program_cfg, model, stats, plans, key, obs, t0, ev, task
+        )
+        self._state = self._state.replace(key=self._place(key) if self._sharded else key)
+        return np.asarray(actions)
+
+    def plan_envs_with_noise(
+        self, obs: np.ndarray, t0: np.ndarray, eval_mode: bool, task: int | None, noise: Any
+    ) -> np.ndarray:
+        """act_envs with a numpy bundle of cfg.planner with an env axis (every field [N, ...]);
+        environment n gets what plan_with_noise gives on its slices."""
+        model, stats, plans, obs, t0, ev, task = self._env_inputs(obs, t0, eval_mode, task)
+        noise = to_device(noise, self.device)
+        actions, self._env_plans = _plan_envs(
+            self._program_cfg, model, stats, plans, obs, t0, ev, task, noise
+        )
+        return np.asarray(actions)
+
+    def _env_inputs(self, obs: np.ndarray, t0: np.ndarray, eval_mode: bool, task: int | None):
+        """_act_inputs for N environments: obs [N, *O], t0 [N]; the warm starts [N, H, A]."""
+        obs, t0 = np.asarray(obs), np.asarray(t0, dtype=bool)
+        n = obs.shape[0] if obs.ndim else 0
+        if obs.shape[1:] != tuple(self.cfg.obs_shape) or n < 1:
+            raise ShapeError(f"obs has shape {obs.shape}, expected [N, *{self.cfg.obs_shape}].")
+        if t0.shape != (n,):
+            raise ShapeError(f"t0 has shape {t0.shape}, expected ({n},).")
+        model, stats, _, first, _, ev, task = self._act_inputs(obs[0], False, eval_mode, task)
+        if self._env_plans is None or self._env_plans.shape[0] != n:
+            shape = (n, self.cfg.horizon, self.cfg.action_dim)
+            self._env_plans = jax.device_put(jnp.zeros(shape, jnp.float32), self.device)
+        obs = jnp.asarray(obs, first.dtype)
+        return model, stats, self._env_plans, obs, jnp.asarray(t0), ev, task
 
     # ----- training ---------------------------------------------------------------------------
     def update(self, batch: Batch) -> dict[str, float]:
@@ -224,7 +332,7 @@ class Agent(CheckpointingAgent):
 
     def update_with_noise(self, batch: Batch, noise: UpdateNoise) -> dict[str, float]:
         """update with a numpy UpdateNoise (the parity tests)."""
-        noise = to_device(noise, self.device)
+        noise = self._noise(noise)
         self._state, metrics, _ = _train_with_noise(
             self._program_cfg, self._state, self._batch(batch), noise
         )
@@ -236,12 +344,17 @@ class Agent(CheckpointingAgent):
         The model group gets d total_loss; pi.* get d pi_loss with the Q parameters after the
         model step (as in update).
         """
-        noise = to_device(noise, self.device)
+        noise = self._noise(noise)
         _, _, grads = _train_with_noise(self._program_cfg, self._state, self._batch(batch), noise)
         return {k: np.asarray(v, np.float32) for k, v in grads.items()}
 
     def _batch(self, batch: Batch) -> DeviceBatch:
+        if self._sharded:
+            return shard_batch(batch, self.cfg)
         return device_batch(batch, self.cfg, self.device)
+
+    def _noise(self, noise: UpdateNoise) -> UpdateNoise:
+        return shard_noise(noise, self.cfg) if self._sharded else to_device(noise, self.device)
 
     # ----- parameters and state ---------------------------------------------------------------
     def export_params(self) -> dict[str, np.ndarray]:
@@ -252,7 +365,7 @@ class Agent(CheckpointingAgent):
         """Set every parameter from canonical numpy arrays (checked: CheckpointError)."""
         model = self.model
         import_params(model, params)
-        self._state = self._state.replace(model=jax.device_put(_pure(model), self.device))
+        self._state = self._state.replace(model=self._place(_pure(model)))
 
     def get_state(self) -> AgentState:
         """The whole agent state as core's AgentState (numpy)."""
@@ -261,3 +374,5 @@ class Agent(CheckpointingAgent):
     def set_state(self, state: AgentState) -> None:
         """Restore an AgentState of either backend."""
         from_agent_state(self, state)
+        if self._sharded:
+            self._state = self._place(self._state)

@@ -48,12 +48,17 @@ def device_batch(batch: Batch, cfg: Config, device: jax.Device | None) -> Device
     Raises:
         ShapeError: a field whose shape does not match cfg.
     """
+    return jax.device_put(_host_batch(batch, cfg), device)
+
+
+def _host_batch(batch: Batch, cfg: Config) -> DeviceBatch:
+    """device_batch's arrays, still numpy (data_parallel shards them over devices)."""
     check_batch(batch, cfg)
     discounts = np.asarray(cfg.discounts, np.float32)
     B = batch.action.shape[1]
     gamma = discounts[np.asarray(batch.task)] if cfg.multitask else np.full(B, discounts[0])
     obs = np.asarray(batch.obs)
-    host = DeviceBatch(
+    return DeviceBatch(
         obs=obs if obs.dtype == np.uint8 else obs.astype(np.float32),
         action=np.asarray(batch.action, np.float32),
         reward=np.asarray(batch.reward, np.float32),
@@ -61,7 +66,6 @@ def device_batch(batch: Batch, cfg: Config, device: jax.Device | None) -> Device
         task=None if batch.task is None else np.asarray(batch.task, np.int32),
         gamma=gamma.reshape(B, 1).astype(np.float32),
     )
-    return jax.device_put(host, device)
 
 
 def _time_major(task: jax.Array | None, horizon: int) -> jax.Array | None:

@@ -22,7 +22,7 @@ def resolve_device(name: str = "auto") -> jax.Device:
     Raises ConfigError for other strings or a device that is not there.
     """
     if name == "auto":
-        return jax.devices()[0]
+        return jax.local_devices()[0]  # this process's first device (multi-host: its own)
     kind, _, index = name.partition(":")
     if kind not in ("cpu", "gpu", "cuda") or (index and not index.isdigit()):
         raise ConfigError(f"Invalid device={name!r}. Valid choices: {', '.join(_DEVICE_CHOICES)}.")

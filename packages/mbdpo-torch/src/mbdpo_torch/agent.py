@@ -29,23 +29,26 @@ from mbdpo_core.noise import draw
 from mbdpo_core.params import init_params
 
 from .augment import acting_obs
-from .losses import device_batch
+from .data_parallel import check_devices, shard_batch, shard_noise
+from .losses import DeviceBatch, device_batch
 from .noise import Sampler, to_device
 from .params_io import export_params, from_agent_state, import_params, to_agent_state
-from .planners import make_planner
+from .planners import make_env_planner, make_planner
 from .runtime import configure, make_rng, resolve_device
 from .update import make_optimizers, update_step
 from .world_model import WorldModel
 
 
 class Agent(CheckpointingAgent):
-    """MBDPO agent on one torch device."""
+    """MBDPO agent on one torch device; with cfg.data_parallel_devices = N > 1, one of N
+    torchrun processes, each updating on its rows of every batch (data_parallel)."""
 
     backend = "torch"
 
     def __init__(self, cfg: Config, device: str | None = None) -> None:
         """device: cfg.device when None (auto | cpu | cuda | cuda:N)."""
         self.cfg = cfg
+        check_devices(cfg)
         self.device = resolve_device(device or cfg.device)
         configure(self.device)
         self._model = WorldModel(cfg).to(self.device)
@@ -55,6 +58,8 @@ class Agent(CheckpointingAgent):
         self.sampler = Sampler(self.generator)
         plan = make_planner(cfg)
         self.planner = torch.compile(plan, dynamic=False) if cfg.compile else plan
+        self.env_planner = make_env_planner(cfg)
+        self._env_plans: torch.Tensor | None = None  # warm starts of act_envs [N, H, A]
         self.energy_stats = torch.tensor([0.0, 1.0], device=self.device)
         self.scale = torch.ones((), device=self.device)
         self._prev_plan = torch.zeros(cfg.horizon, cfg.action_dim, device=self.device)
@@ -95,6 +100,58 @@ class Agent(CheckpointingAgent):
         )
         return action.cpu().numpy().astype(np.float32)
 
+    @property
+    def env_plans(self) -> np.ndarray | None:
+        """The warm starts of act_envs [N, H, A] (float32 numpy copy; None before its first
+        call). They are not part of the agent state (docs/design.md#vectorised-acting)."""
+        return None if self._env_plans is None else self._env_plans.cpu().numpy().copy()
+
+    @env_plans.setter
+    def env_plans(self, plans: np.ndarray) -> None:
+        """Restore the warm starts of act_envs [N, H, A] (a loop resuming mid-episode)."""
+        self._env_plans = torch.as_tensor(np.asarray(plans, np.float32), device=self.device)
+
+    def act_envs(
+        self, obs: np.ndarray, t0: np.ndarray, eval_mode: bool, task: int | None = None
+    ) -> np.ndarray:
+        """obs [N, *O] of N environments of one task, t0 [N] bool -> actions [N, A] in [-1, 1]
+        from one batched planner call; keeps each environment's warm start."""
+        noise = draw("plan", self.cfg, self.sampler, envs=np.shape(obs)[0])
+        return self.plan_envs_with_noise(obs, t0, eval_mode, task, noise)
+
+    @torch.no_grad()
+    def plan_envs_with_noise(
+        self, obs: np.ndarray, t0: np.ndarray, eval_mode: bool, task: int | None, noise: Any
+    ) -> np.ndarray:
+        """act_envs with a caller's bundle of cfg.planner with an env axis (every field
+        [N, ...]); environment n gets what plan_with_noise gives on its slices."""
+        obs_t = torch.as_tensor(np.asarray(obs), device=self.device)
+        n = obs_t.shape[0] if obs_t.ndim else 0
+        if tuple(obs_t.shape[1:]) != tuple(self.cfg.obs_shape) or n < 1:
+            raise ShapeError(
+                f"obs has shape {tuple(obs_t.shape)}, expected [N, *{self.cfg.obs_shape}]."
+            )
+        t0_t = torch.as_tensor(np.asarray(t0, dtype=bool), device=self.device)
+        if tuple(t0_t.shape) != (n,):
+            raise ShapeError(f"t0 has shape {tuple(t0_t.shape)}, expected ({n},).")
+        if obs_t.dtype != torch.uint8:
+            obs_t = obs_t.float()
+        task_t = self._task(task)
+        noise = to_device(noise, self.device)
+        shifts = [None] * n if noise.obs_shift is None else noise.obs_shift
+        z = torch.stack(
+            [
+                self._model.encode(acting_obs(self.cfg, o, s)[None], task_t)
+                for o, s in zip(obs_t, shifts, strict=True)
+            ]
+        )
+        if self._env_plans is None or self._env_plans.shape[0] != n:
+            self._env_plans = torch.zeros(n, *self._prev_plan.shape, device=self.device)
+        actions, self._env_plans = self.env_planner(
+            self._model, z, self._env_plans, t0_t, eval_mode, task_t, noise, self.energy_stats
+        )
+        return actions.cpu().numpy().astype(np.float32)
+
     def _task(self, task: int | None) -> torch.Tensor | None:
         if not self.cfg.multitask:
             return None
@@ -113,12 +170,12 @@ class Agent(CheckpointingAgent):
         return self.update_with_noise(batch, draw("update", self.cfg, self.sampler, B))
 
     def update_with_noise(self, batch: Batch, noise: Any) -> dict[str, float]:
-        """update with a caller's UpdateNoise (numpy or torch arrays)."""
+        """update with a caller's UpdateNoise (numpy or torch arrays); data-parallel, every
+        process gives the whole batch and noise and updates on its rows."""
         metrics, self.energy_stats, self.scale = update_step(
             self._model,
             self.optimizers,
-            device_batch(batch, self.cfg, self.device),
-            to_device(noise, self.device),
+            *self._update_inputs(batch, noise),
             self.energy_stats,
             self.scale,
         )
@@ -138,13 +195,19 @@ class Agent(CheckpointingAgent):
         update_step(
             model,
             optimizers,
-            device_batch(batch, self.cfg, self.device),
-            to_device(noise, self.device),
+            *self._update_inputs(batch, noise),
             self.energy_stats,
             self.scale,
             grads,
         )
         return {n: g.detach().cpu().numpy().astype(np.float32) for n, g in grads.items()}
+
+    def _update_inputs(self, batch: Batch, noise: Any) -> tuple[DeviceBatch, Any]:
+        """The batch and noise this process updates on, on its device (data-parallel: its
+        rows of both)."""
+        if self.cfg.data_parallel_devices > 1:
+            batch, noise = shard_batch(batch, self.cfg), shard_noise(noise, self.cfg)
+        return device_batch(batch, self.cfg, self.device), to_device(noise, self.device)
 
     def export_params(self) -> dict[str, np.ndarray]:
         """Canonical parameters incl. target_q.* (float32 numpy)."""

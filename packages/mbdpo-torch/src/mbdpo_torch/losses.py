@@ -20,6 +20,7 @@ from mbdpo_core.noise import ScoreNoise, UpdateNoise
 from mbdpo_core.schedule import noise_schedule
 
 from .augment import random_shift
+from .data_parallel import _gather_rows, _local_rows, _score_weight
 from .fused import energy_from_part, energy_latent_part, reward_and_q
 from .math import bce_with_logits, running_scale_update, soft_ce, two_hot_inv
 from .value import clean_values, value_estimate
@@ -128,7 +129,9 @@ def world_model_loss(
         if noise.score is None:
             raise ValueError("use_score_network=true needs UpdateNoise.score (a ScoreNoise).")
         task0 = None if batch.task is None else batch.task[:1]
-        terms["score_loss"] = score_loss(model, zs[0, 0], task0, noise.score, new_stats)
+        if weight := _score_weight(cfg):  # data-parallel: global row 0, on rank 0
+            score = score_loss(model, zs[0, 0], task0, noise.score, new_stats)
+            terms["score_loss"] = weight * score
     total = sum(getattr(cfg, LOSS_COEFS[name]) * terms[name] for name in LOSS_TERMS)
     return total, {**terms, "zs": zs, "td": td, "energy_stats": new_stats}
 
@@ -149,9 +152,13 @@ def energy_loss(
     action, task = batch.action, batch.task
     H, B, A = action.shape
     zf = zs[:H].detach()
-    if cfg.energy_pairing == "published":  # the published code's mis-pairing
-        action = action.transpose(0, 1).reshape(H, B, A)
-        task = None if task is None else task[None].expand(H, B).T.reshape(H, B)
+    if cfg.energy_pairing == "published":  # the published code's mis-pairing, over all rows
+        action = _gather_rows(action, cfg, 1)
+        Bg = action.shape[1]
+        action = _local_rows(action.transpose(0, 1).reshape(H, Bg, A), cfg, 1)
+        if task is not None:
+            task = _gather_rows(task, cfg, 0)
+            task = _local_rows(task[None].expand(H, Bg).T.reshape(H, Bg), cfg, 1)
     hz = energy_latent_part(model, zf, task)
     pos = energy_from_part(model, hz, action)
     with torch.no_grad():
@@ -163,7 +170,7 @@ def energy_loss(
     neg = energy_from_part(model, hz, a_neg)
     loss = 0.5 * (bce_with_logits(pos, 1.0).mean() + bce_with_logits(neg, 0.0).mean())
     with torch.no_grad():
-        both = torch.cat([pos.reshape(-1), neg.reshape(-1)])
+        both = _gather_rows(torch.cat([pos.reshape(-1), neg.reshape(-1)]), cfg, 0)
         m = cfg.energy_momentum
         mu = m * energy_stats[0] + (1.0 - m) * both.mean()
         sigma = m * energy_stats[1] + (1.0 - m) * torch.clamp(both.std(unbiased=False), min=1e-6)
@@ -216,7 +223,7 @@ def policy_loss(
     a, info = model.pi(zs, task, noise.pi_eps)
     logits = model.Q(zs, a, task, keep=noise.pi_q_keep, members=noise.pi_q_pair, detach=True)
     q = two_hot_inv(logits, cfg).mean(0)  # [H+1, B, 1]
-    new_scale = running_scale_update(scale, q[0], cfg.tau)
+    new_scale = running_scale_update(scale, _gather_rows(q[0], cfg, 0), cfg.tau)
     per_step = (-(cfg.entropy_coef * info["scaled_entropy"] + q / new_scale)).mean(dim=(1, 2))
     loss = (_rho_weights(cfg.rho, zs.shape[0], zs.device) * per_step).mean()
     return loss, {

@@ -10,10 +10,12 @@ exactly as optax does.
 from __future__ import annotations
 
 import torch
+from mbdpo_core.config.schema import Config
 from mbdpo_core.metrics import LOSS_TERMS
 from mbdpo_core.noise import UpdateNoise
 from mbdpo_core.params import lr_scale, optimizer_group
 
+from .data_parallel import _gather_rows, _mean_over_processes
 from .losses import DeviceBatch, policy_loss, world_model_loss
 from .world_model import WorldModel
 
@@ -47,22 +49,25 @@ def _step(
     loss: torch.Tensor,
     params: dict[str, torch.nn.Parameter],
     optim: torch.optim.Adam,
-    clip: float,
+    cfg: Config,
     grads_out: dict[str, torch.Tensor] | None,
 ) -> torch.Tensor:
-    """Gradients of loss (zero where unused), global-norm clip, one Adam step. -> norm [].
+    """Gradients of loss (zero where unused; data-parallel: averaged over the processes),
+    global-norm clip at cfg.grad_clip_norm, one Adam step. -> norm [].
 
     grads_out: when given, receives the unclipped gradients by canonical name.
     """
     plist = list(params.values())
     grads = torch.autograd.grad(loss, plist, allow_unused=True)
+    grads = [torch.zeros_like(p) if g is None else g for p, g in zip(plist, grads, strict=True)]
+    grads = _mean_over_processes(grads, cfg)
     for (name, p), g in zip(params.items(), grads, strict=True):
         # fused Adam reads gradients as dense memory: a strided view (the gradient of a sliced
         # or permuted weight) would be misread
-        p.grad = torch.zeros_like(p) if g is None else g.contiguous()
+        p.grad = g.contiguous()
         if grads_out is not None:
             grads_out[name] = p.grad.detach().clone()
-    norm = torch.nn.utils.clip_grad_norm_(plist, clip, foreach=True)
+    norm = torch.nn.utils.clip_grad_norm_(plist, cfg.grad_clip_norm, foreach=True)
     optim.step()
     for p in plist:
         p.grad = None
@@ -96,10 +101,12 @@ def update_step(
     """
     cfg = model.cfg
     optim, pi_optim = optimizers
+    _renorm_global_tasks(model, batch.task)
     total, aux = world_model_loss(model, batch, noise, energy_stats)
-    grad_norm = _step(total, _group(model, "model"), optim, cfg.grad_clip_norm, grads_out)
+    grad_norm = _step(total, _group(model, "model"), optim, cfg, grads_out)
+    _renorm_global_tasks(model, batch.task)
     pi_loss, info = policy_loss(model, aux["zs"].detach(), batch.task, noise, scale)
-    pi_grad_norm = _step(pi_loss, _group(model, "pi"), pi_optim, cfg.grad_clip_norm, grads_out)
+    pi_grad_norm = _step(pi_loss, _group(model, "pi"), pi_optim, cfg, grads_out)
     polyak(model, cfg.tau)
     new_stats = aux["energy_stats"]
     metrics = {name: aux[name].detach() for name in LOSS_TERMS}
@@ -112,7 +119,17 @@ def update_step(
         energy_std=new_stats[1],
         **info,
     )
+    names = list(metrics)  # data-parallel: each process's losses are means over its rows
+    metrics = dict(zip(names, _mean_over_processes([metrics[k] for k in names], cfg), strict=True))
     return metrics, new_stats, info["pi_scale"]
+
+
+def _renorm_global_tasks(model: WorldModel, task: torch.Tensor | None) -> None:
+    """Data-parallel multi-task: renormalise the embedding rows of every process's tasks, as
+    the lookups of one process on the full batch do (a process's own lookups renormalise only
+    its rows; already renormalised rows are left unchanged)."""
+    if task is not None and model.cfg.data_parallel_devices > 1:
+        model.nets["task_emb"].renorm_(_gather_rows(task, model.cfg, 0))
 
 
 @torch.no_grad()

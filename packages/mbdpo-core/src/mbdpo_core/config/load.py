@@ -180,7 +180,8 @@ def _derive(
     lengths = tuple(s.episode_length for s in specs)
     validate.check_episode_fits(values, max(lengths))
     if values["seed_steps"] is None:
-        values["seed_steps"] = 0 if source else max(1000, 5 * max(lengths))
+        default = validate.default_seed_steps(max(lengths), values["num_envs"])
+        values["seed_steps"] = 0 if source else default
     if values["planner"] == "mppi" and action_dim >= 20 and "iterations" not in user:
         values["iterations"] += 2
     discounts = tuple(

@@ -28,6 +28,8 @@ class Config:
     seed: int
     steps: int
     seed_steps: int | None
+    num_envs: int
+    updates_per_step: int
     run_dir: str | None
     resume: bool
     resume_from: str | None
@@ -41,6 +43,7 @@ class Config:
     keep_checkpoints: int
     # world-model training
     batch_size: int
+    data_parallel_devices: int
     buffer_size: int
     replay_sampling: str
     lr: float

@@ -59,6 +59,8 @@ _POSITIVE, _FRACTION = Bound(0, open_low=True), Bound(0, 1, open_low=True)
 BOUNDS: dict[str, Bound] = {
     "seed": Bound(0, 2**32 - 1, why="JAX keys hold 32 bits"),
     "steps": _COUNT,
+    "num_envs": _COUNT,
+    "updates_per_step": _COUNT,
     "eval_freq": Bound(0, why="0 = never"),
     "eval_episodes": _COUNT,
     "eval_workers": Bound(0, why="0 = one per CPU core"),
@@ -66,6 +68,7 @@ BOUNDS: dict[str, Bound] = {
     "save_every": Bound(0, why="0 = only at the end and on Ctrl-C/SIGTERM"),
     "keep_checkpoints": Bound(0, why="0 = keep all"),
     "batch_size": _COUNT,
+    "data_parallel_devices": _COUNT,
     "buffer_size": _COUNT,
     "lr": _POSITIVE,
     "enc_lr_scale": _NON_NEGATIVE,
@@ -189,6 +192,16 @@ def check_values(values: dict[str, Any]) -> None:
             f"latent_dim={values['latent_dim']} must be a multiple of "
             f"simnorm_dim={values['simnorm_dim']}."
         )
+    envs, steps = values["num_envs"], values["steps"]
+    if envs > 1 and values["mode"] == "offline":
+        raise ConfigError(
+            f"Invalid num_envs={envs}: mode=offline steps no environment (valid: num_envs=1)."
+        )
+    if steps % envs:
+        raise ConfigError(
+            f"Invalid num_envs={envs}: must divide steps={steps} (a vector step advances every "
+            "environment, and the run ends after exactly `steps` environment steps)."
+        )
     if values["score_only_inference"] and not values["use_score_network"]:
         raise ConfigError(
             "score_only_inference=true plans with the score network, which is only trained "
@@ -198,6 +211,12 @@ def check_values(values: dict[str, Any]) -> None:
         raise ConfigError(
             "score_only_inference=true plans with the score network, which contradicts "
             f"score_planning={values['score_planning']}; drop one of them."
+        )
+    devices, batch = values["data_parallel_devices"], values["batch_size"]
+    if batch % devices:
+        raise ConfigError(
+            f"Invalid data_parallel_devices={devices}: must divide batch_size={batch} (each "
+            "device updates on an equal share of the batch)."
         )
     checkpoint = values["resume_from"]
     if checkpoint is not None:
@@ -233,14 +252,22 @@ def check_episode_fits(values: dict[str, Any], length: int) -> None:
             f"episode of task={task} ({length} steps take {rows} rows, the first observation "
             "and one per step)."
         )
-    seed_steps = values["seed_steps"]
-    if seed_steps is not None and 0 < seed_steps < length:
+    seed_steps, envs = values["seed_steps"], values["num_envs"]
+    if seed_steps is not None and 0 < seed_steps < envs * length:
+        need = f"num_envs={envs} x {length}" if envs > 1 else f"{length}"
+        rule = "5 x episode_length, num_envs x episode_length" if envs > 1 else "5 x episode_length"
         raise ConfigError(
-            f"Invalid seed_steps={seed_steps}: must be >= {length}, the longest episode of "
+            f"Invalid seed_steps={seed_steps}: must be >= {need}, the longest episode of "
             f"task={task}, so that the replay holds a finished episode when updates begin "
-            f"(null = max(1000, 5 x episode_length) = {max(1000, 5 * length)}), or 0 (no "
+            f"(null = max(1000, {rule}) = {default_seed_steps(length, envs)}), or 0 (no "
             "random steps: updates begin once the replay holds an episode)."
         )
+
+
+def default_seed_steps(length: int, num_envs: int) -> int:
+    """seed_steps=null: max(1000, 5 x episode_length), at least num_envs x episode_length (the
+    environment steps until a vectorised run's first episodes end)."""
+    return max(1000, 5 * length, num_envs * length)
 
 
 def check_mode(values: dict[str, Any], multitask: bool) -> None:

@@ -1,7 +1,7 @@
 """Training loops and the parts they are composed of (docs/design.md#loops).
 
 - `protocols`: what a loop needs from its parts (BatchSource, Replay, Stateful, Evaluator,
-  RunLogger).
+  RunLogger; DiscardingLogger for the non-zero ranks of a data-parallel run).
 - `seeds`: reset seeds of training and evaluation episodes.
 - `evaluation`: eval-mode episodes per task (`EpisodeEvaluator`).
 - `task_eval`: many tasks, in worker processes if asked (`TaskEvaluator`).
@@ -19,7 +19,7 @@ from .interrupt import EXIT_CODES, Interrupted, StopRequest
 from .offline import OfflineTrainer, offline_schedule
 from .online import OnlineTrainer, checkpoint_due, make_replay
 from .progress import Progress, Schedule
-from .protocols import BatchSource, Evaluator, Replay, RunLogger, Stateful
+from .protocols import BatchSource, DiscardingLogger, Evaluator, Replay, RunLogger, Stateful
 from .seeds import EVAL, TRAIN, episode_seed
 from .task_eval import TaskEvaluator, task_id
 
@@ -29,6 +29,7 @@ __all__ = [
     "Stateful",
     "Evaluator",
     "RunLogger",
+    "DiscardingLogger",
     "TRAIN",
     "EVAL",
     "episode_seed",

@@ -91,10 +91,13 @@ class Checkpointer:
     Args:
         run_dir: the run directory.
         keep: how many of the newest checkpoints to keep (0 = all).
+        writes: False for the processes of a data-parallel run other than rank 0: they read
+            checkpoints to resume and `save` writes nothing (rank 0 writes the same state;
+            docs/design.md#data-parallel-updates).
     """
 
-    def __init__(self, run_dir: str | Path, keep: int = 0) -> None:
-        self.run_dir, self.keep = Path(run_dir), keep
+    def __init__(self, run_dir: str | Path, keep: int = 0, writes: bool = True) -> None:
+        self.run_dir, self.keep, self.writes = Path(run_dir), keep, writes
         self.directory = self.run_dir / "checkpoints"
 
     def steps(self) -> list[int]:
@@ -119,6 +122,8 @@ class Checkpointer:
             arrays: the loop's own arrays, stored under `loop/`.
         """
         step = state.step
+        if not self.writes:
+            return checkpoint_path(self.run_dir, step)
         agent_arrays, meta = agent_state
         all_arrays = {**agent_arrays, **add_prefix(arrays or {}, "loop/")}
         meta = {**meta, "loop": state.to_meta(), **(extra or {})}

@@ -96,6 +96,7 @@ class OnlineTrainer:
         self._phase = ""
         self.clock = RunClock()
         self.task = task_id(cfg, cfg.task)  # what a multi-task agent is told (None: single-task)
+        self.steady_updates = cfg.updates_per_step  # what a step owes after the burst
 
     # --- checkpoints ---------------------------------------------------------------------------
 
@@ -141,6 +142,10 @@ class OnlineTrainer:
             recorder.add(action, reward, terminated, obs, info)
             done = bool(terminated or truncated)
         self.recorder, self.obs, self.done = recorder, obs, done
+        self._restore_metrics(meta)
+
+    def _restore_metrics(self, meta: dict[str, Any]) -> None:
+        """The running episode's update metrics from a checkpoint's meta."""
         names, columns = list(meta["metrics"]), meta["metrics"].values()
         rows = zip(*columns, strict=True)
         self.episode_metrics = [dict(zip(names, row, strict=True)) for row in rows]
@@ -218,20 +223,21 @@ class OnlineTrainer:
         self.obs, reward, terminated, truncated, info = self.env.step(action)
         self.recorder.add(action, reward, terminated, self.obs, info)
         self.done = bool(terminated or truncated)
-        if not cfg.seed_steps:
-            st.updates_due = int(st.episode > 1)  # once an episode is in the replay
+        if not cfg.seed_steps:  # once an episode is in the replay
+            st.updates_due = int(st.episode > 1) * cfg.updates_per_step
         elif st.step >= cfg.seed_steps:
-            st.updates_due = cfg.seed_steps if st.step == cfg.seed_steps else 1
+            burst = st.step == cfg.seed_steps
+            st.updates_due = cfg.seed_steps if burst else cfg.updates_per_step
         st.step += 1
         st.eval_due |= cfg.eval_freq > 0 and st.step % cfg.eval_freq == 0
         st.save_due |= checkpoint_due(st.step, cfg.save_every)
-        if st.updates_due <= 1:
+        if st.updates_due <= self.steady_updates:
             self.progress.advance(st.step)
 
     def _pay_updates(self) -> None:
         """Run the updates the last step owes; a burst is interruptible between two updates."""
         st = self.state
-        burst = st.updates_due > 1
+        burst = st.updates_due > self.steady_updates
         if burst:
             self._enter("update burst", st.updates_due)
         while st.updates_due:

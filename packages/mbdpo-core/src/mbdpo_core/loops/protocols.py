@@ -17,7 +17,7 @@ from ..batch import Batch
 from ..buffer import EpisodeRecord
 from ..protocols import Agent
 
-__all__ = ["BatchSource", "Replay", "Stateful", "Evaluator", "RunLogger"]
+__all__ = ["BatchSource", "Replay", "Stateful", "Evaluator", "RunLogger", "DiscardingLogger"]
 
 
 @runtime_checkable
@@ -77,3 +77,24 @@ class RunLogger(Protocol):
         """Forget rows logged after `step` (a resumed run rewrites them)."""
 
     def close(self) -> None: ...
+
+
+class DiscardingLogger:
+    """A RunLogger that keeps nothing: the logger of the processes of a data-parallel run
+    other than rank 0, which logs the run (docs/design.md#data-parallel-updates)."""
+
+    def log(
+        self,
+        category: str,
+        step: int,
+        metrics: Mapping[str, float | str],
+        scalars: str | None = None,
+        console: bool | None = None,
+    ) -> None:
+        """Drop the row."""
+
+    def truncate_after(self, step: int) -> None:
+        """Nothing to forget."""
+
+    def close(self) -> None:
+        """Nothing to close."""

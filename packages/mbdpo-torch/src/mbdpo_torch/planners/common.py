@@ -19,8 +19,12 @@ def action_mask(model: WorldModel, task: torch.Tensor | None) -> torch.Tensor:
     return model.action_mask(task).reshape(-1, model.cfg.action_dim)[0]
 
 
-def warm_start(prev_plan: torch.Tensor, t0: bool) -> torch.Tensor:
-    """zeros at t0, else the previous plan shifted by one step. Shapes: [H, A] -> [H, A]."""
+def warm_start(prev_plan: torch.Tensor, t0: bool | torch.Tensor) -> torch.Tensor:
+    """zeros at t0, else the previous plan shifted by one step; t0 a bool, or a bool tensor []
+    (one environment of a batched call). Shapes: [H, A] -> [H, A]."""
+    if isinstance(t0, torch.Tensor):
+        shifted = torch.cat([prev_plan[1:], torch.zeros_like(prev_plan[:1])], dim=0)
+        return torch.where(t0, torch.zeros_like(prev_plan), shifted)
     if t0:
         return torch.zeros_like(prev_plan)
     return torch.cat([prev_plan[1:], torch.zeros_like(prev_plan[:1])], dim=0)

@@ -1,0 +1,196 @@
+"""Data-parallel updates (docs/design.md#data-parallel-updates): with data_parallel_devices=2 on
+two host-platform CPU devices, an update equals the one-device update on the full batch with the
+same noise (metrics, parameters, Adam moments, RunningScale and F statistics), in three
+variants that cover every statistic and pairing across the batch; the batch is really split.
+
+The devices exist only if XLA_FLAGS is set before jax is imported, so the agents run in a
+subprocess (this file run as a script) that writes its results to an .npz file.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+TINY = [
+    "preset=cpu",
+    "mlp_dim=32",
+    "enc_dim=32",
+    "latent_dim=16",
+    "num_q=2",
+    "batch_size=8",
+    "diffusion_steps=3",
+    "diffusion_num_samples=16",
+    "diffusion_num_elites=4",
+    "diffusion_num_pi_trajs=2",
+]
+VARIANTS = {
+    "single": [],
+    "multitask_published": ["task=mt30", "task_dim=8", "energy_pairing=published"],
+    "episodic_score": ["episodic=true", "use_score_network=true", "dropout=0.1"],
+}
+"""single: RunningScale and F statistics; multitask_published: the published energy pairing
+(rows paired across the batch) and task-embedding renormalisation; episodic_score: the score
+loss (one sample of the batch), terminations and Q dropout masks split with the batch."""
+TOL = 1e-5
+"""Max abs difference / max(1, |value|): the two programs differ only in the order of
+float32 sums over the batch."""
+
+
+def _random_batch(cfg, rng):
+    from mbdpo_core.batch import Batch
+
+    H, B, A = cfg.horizon, cfg.batch_size, cfg.action_dim
+    return Batch(
+        obs=rng.standard_normal((H + 1, B, cfg.obs_shape[0])).astype(np.float32),
+        action=rng.uniform(-1, 1, (H, B, A)).astype(np.float32),
+        reward=(3 * rng.standard_normal((H, B, 1))).astype(np.float32),
+        terminated=(rng.random((H, B, 1)) < 0.3).astype(np.float32)
+        if cfg.episodic
+        else np.zeros((H, B, 1), np.float32),
+        task=rng.integers(0, cfg.n_tasks, cfg.batch_size) if cfg.multitask else None,
+    )
+
+
+def _worker(out: str) -> None:
+    """For each variant: one agent per device count from the same parameters, an update with
+    numpy noise; for the first variant also an update with the agent's own noise and one act
+    (each is one more compilation); results -> `out` (.npz)."""
+    import jax
+
+    if cache := os.environ.get("MBDPO_JAX_CACHE_DIR"):  # as the root conftest.py
+        jax.config.update("jax_compilation_cache_dir", cache)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    from mbdpo_core.config.load import load_config
+    from mbdpo_core.noise import draw_numpy
+    from mbdpo_core.params import init_params
+    from mbdpo_jax import Agent
+    from mbdpo_jax.data_parallel import shard_batch, shard_noise
+
+    assert jax.device_count() == 2, jax.devices()
+    results: dict[str, np.ndarray] = {}
+    for variant, extra in VARIANTS.items():
+        rng = np.random.default_rng(5)
+        cfg = load_config([*TINY, *extra])
+        params = {
+            k: (v + 0.1 * rng.standard_normal(v.shape)).astype(np.float32)
+            for k, v in init_params(cfg, rng).items()
+        }
+        # spread Q over the batch, so that RunningScale moves (a 5-95 range below 1 keeps it)
+        params["q.2.weight"] = 10 * params["q.2.weight"]
+        batch, noise = _random_batch(cfg, rng), draw_numpy("update", cfg, rng)
+        obs, plan_noise = batch.obs[0, 0], draw_numpy("plan", cfg, rng)
+        task = int(batch.task[0]) if cfg.multitask else None
+        for devices in (1, 2):
+            agent = Agent(load_config([*TINY, *extra, f"data_parallel_devices={devices}"]))
+            agent.import_params(params)
+            key = f"{variant}/{devices}"
+            for name, value in agent.update_with_noise(batch, noise).items():
+                results[f"{key}/metric/{name}"] = np.float64(value)
+            if variant == "single":
+                for name, value in agent.update(batch).items():
+                    results[f"{key}/own_noise_metric/{name}"] = np.float64(value)
+                action = agent.plan_with_noise(obs, True, False, task, plan_noise)
+                results[f"{key}/action"] = action
+            arrays, meta = agent.state_dict()
+            results.update({f"{key}/state/{k}": v for k, v in arrays.items()})
+            results[f"{key}/running_scale"] = np.float64(meta["running_scale"])
+            results[f"{key}/energy_stats"] = np.array(
+                [meta["energy_stats"]["mean"], meta["energy_stats"]["std"]]
+            )
+            results[f"{key}/state_devices"] = np.int64(
+                len(agent._state.model["nets"]["q"][0]["weight"].sharding.device_set)
+            )
+        sharded_cfg = load_config([*TINY, *extra, "data_parallel_devices=2"])
+        device_batch = shard_batch(batch, sharded_cfg)
+        device_noise = shard_noise(noise, sharded_cfg)
+        for name, array in (("obs", device_batch.obs), ("q_keep", device_noise.q_keep)):
+            results[f"{variant}/{name}_devices"] = np.int64(len(array.sharding.device_set))
+            results[f"{variant}/{name}_shards"] = np.array(
+                [s.data.shape for s in array.addressable_shards]
+            )
+    np.savez(out, **results)
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory) -> dict[str, np.ndarray]:
+    out = tmp_path_factory.mktemp("jax_dp") / "results.npz"
+    env = {
+        **os.environ,
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+        "JAX_PLATFORMS": "cpu",
+        "MBDPO_JAX_CACHE_DIR": os.environ.get(
+            "MBDPO_JAX_CACHE_DIR", str(Path.home() / ".cache/mbdpo/jax-tests")
+        ),
+    }
+    done = subprocess.run(
+        [sys.executable, str(Path(__file__)), str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    with np.load(out) as data:
+        return dict(data)
+
+
+def _close(results, variant: str, part: str) -> float:
+    """Max scaled difference of every entry `<variant>/{1,2}/<part>...` between the device
+    counts (at least one entry must exist)."""
+    prefix = f"{variant}/1/{part}"
+    names = [k for k in results if k.startswith(prefix)]
+    assert names, f"no results under {prefix}"
+    worst = 0.0
+    for name in names:
+        one = np.asarray(results[name], np.float64)
+        two = np.asarray(results[name.replace("/1/", "/2/", 1)], np.float64)
+        worst = max(worst, float(np.max(np.abs(one - two) / np.maximum(1.0, np.abs(one)))))
+    return worst
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_two_devices_update_as_one_device_on_the_full_batch(results, variant):
+    for part in ("metric/", "state/", "running_scale", "energy_stats"):
+        assert _close(results, variant, part) <= TOL, part
+    # the update changed the state: the comparison is not between two untouched agents
+    assert results[f"{variant}/1/metric/grad_norm"] > 0
+    assert results[f"{variant}/1/running_scale"] != 1.0
+
+
+def test_own_noise_update_and_act_match_too(results):
+    """The agent's own key draws the same noise on either mesh; the planner then acts on one
+    device from the same state."""
+    assert _close(results, "single", "own_noise_metric/") <= TOL
+    assert _close(results, "single", "action") <= TOL
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_batch_and_noise_are_split_over_two_devices(results, variant):
+    B = 8
+    assert results[f"{variant}/obs_devices"] == 2
+    assert results[f"{variant}/q_keep_devices"] == 2
+    assert [s[1] for s in results[f"{variant}/obs_shards"]] == [B // 2, B // 2]
+    assert [s[2] for s in results[f"{variant}/q_keep_shards"]] == [B // 2, B // 2]
+    # parameters stay replicated on both devices, one device holds the whole state
+    assert results[f"{variant}/1/state_devices"] == 1
+    assert results[f"{variant}/2/state_devices"] == 2
+
+
+def test_more_devices_than_jax_sees_is_refused():
+    """This test process has one CPU device (no XLA_FLAGS): asking for two names the count."""
+    from mbdpo_core.config.load import load_config
+    from mbdpo_core.errors import ConfigError
+    from mbdpo_jax import Agent
+
+    with pytest.raises(ConfigError, match=r"data_parallel_devices=2 but JAX sees 1 device"):
+        Agent(load_config([*TINY, "data_parallel_devices=2"]))
+
+
+if __name__ == "__main__":
+    _worker(sys.argv[1])
