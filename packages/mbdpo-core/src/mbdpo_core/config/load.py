@@ -40,6 +40,9 @@ ADDED_KEYS = (
     "log_freq",
     "checkpoint",
     "source_task",
+    "num_envs",
+    "updates_per_step",
+    "data_parallel_devices",
 )
 """Keys added after release 0.1 (`checkpoint`: unread from 0.2 to 0.4); an older saved config
 takes their default.yaml values."""
