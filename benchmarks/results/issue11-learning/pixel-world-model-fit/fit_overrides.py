@@ -1,10 +1,12 @@
-"""Fit a fresh CPU-preset torch world model to the JAX pixel run's replay at step 7,500 with extra
-overrides; print the mean reward and consistency losses of every 100 updates, and the share of
-the learnable reward information explained (../../../reward_fit.py: for this replay the best
-constant prediction scores 0.587 and a perfect model 0.255).
+"""Fit a fresh CPU-preset torch world model to the JAX pixel run's replay (at step 7,500 or
+20,000) with extra overrides; print the mean reward and consistency losses of every 100 updates
+and the share of the learnable reward information explained (../../../reward_fit.py; `LEVELS`).
 
-Usage: python fit_overrides.py UPDATES [key=value ...]   (enc-lr-scale-1.log: 1500 enc_lr_scale=1;
-batch-256.log: 1000 batch_size=256)
+Usage: python fit_overrides.py [--no-shift] UPDATES [SNAPSHOT_STEP] [key=value ...]
+(the replay at 7,500 steps by default; enc-lr-scale-1.log: 1500 enc_lr_scale=1; batch-256.log:
+1000 batch_size=256; at-20k.log: 1000 20000; no-shift-at-20k.log: --no-shift 1000 20000).
+`--no-shift` trains on unshifted observations (the update's random shift replaced by the
+identity): a diagnostic, not a setting of the project.
 """
 
 import dataclasses
@@ -20,17 +22,27 @@ from mbdpo_core.replay_snapshots import load_snapshot
 from mbdpo_torch import Agent
 
 RUN = "/work/learning/cartpole-swingup-rgb-jax-seed1"
-MARGINAL, FLOOR = 0.587, 0.255
+LEVELS = {7500: (0.587, 0.255), 20000: (0.660, 0.258)}
+"""Snapshot step -> (best constant prediction, perfect model), ../reward-fit.txt."""
 torch.set_num_threads(1)
-updates, extra = int(sys.argv[1]), sys.argv[2:]
+args = sys.argv[1:]
+no_shift = args[0] == "--no-shift"
+args = args[1:] if no_shift else args
+snapshot = int(args.pop(1)) if len(args) > 1 and args[1].isdigit() else 7500
+updates, extra = int(args[0]), args[1:]
+MARGINAL, FLOOR = LEVELS[snapshot]
+if no_shift:
+    import mbdpo_torch.losses
+
+    mbdpo_torch.losses.random_shift = lambda obs, shift: obs
 cfg = load_config(
     ["task=cartpole-swingup", "obs=rgb", "preset=cpu", "seed=1", *extra], backend="torch"
 )
 saved = json.load(open(f"{RUN}/config.json"))
 replay = make_replay(dataclasses.replace(cfg, buffer_size=saved["buffer_size"]))
-load_snapshot(replay, f"{RUN}/checkpoints", 7500)
+load_snapshot(replay, f"{RUN}/checkpoints", snapshot)
 agent = Agent(cfg)
-print("overrides", extra, flush=True)
+print("snapshot", snapshot, "overrides", extra, "no shift" if no_shift else "", flush=True)
 start, rows = time.time(), []
 for i in range(1, updates + 1):
     m = agent.update(replay.sample(cfg.batch_size, cfg.horizon))
