@@ -16,6 +16,7 @@ TINY = [
     "eval_episodes=1",
     "eval_tasks='cartpole-balance pendulum-swingup'",
     "eval_workers=1",
+    "planner=policy",  # evaluation acts 4 x 2 episodes: the cheapest planner
     "log_freq=5",
     "eval_freq=10",
     "save_every=10",

@@ -2,16 +2,20 @@
 two host-platform CPU devices, an update equals the one-device update on the full batch with the
 same noise (metrics, parameters, Adam moments, RunningScale and F statistics), in three
 variants that cover every statistic and pairing across the batch; the batch is really split.
+The first variant's update runs in the fast suite (two compilations); the other variants and
+the agent's own noise and act (each a subprocess and more compilations) in the slow one.
 
 The devices exist only if XLA_FLAGS is set before jax is imported, so the agents run in a
-subprocess (this file run as a script) that writes its results to an .npz file.
+subprocess per variant (this file run as a script) that writes its results to an .npz file.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -57,10 +61,10 @@ def _random_batch(cfg, rng):
     )
 
 
-def _worker(out: str) -> None:
-    """For each variant: one agent per device count from the same parameters, an update with
-    numpy noise; for the first variant also an update with the agent's own noise and one act
-    (each is one more compilation); results -> `out` (.npz)."""
+def _worker(out: str, variant: str, own_noise: bool) -> None:
+    """For one variant: one agent per device count from the same parameters, an update with
+    numpy noise; with own_noise also an update with the agent's own noise and one act (each
+    one more compilation); results -> `out` (.npz)."""
     import jax
 
     if cache := os.environ.get("MBDPO_JAX_CACHE_DIR"):  # as the root conftest.py
@@ -74,52 +78,57 @@ def _worker(out: str) -> None:
 
     assert jax.device_count() == 2, jax.devices()
     results: dict[str, np.ndarray] = {}
-    for variant, extra in VARIANTS.items():
-        rng = np.random.default_rng(5)
-        cfg = load_config([*TINY, *extra])
-        params = {
-            k: (v + 0.1 * rng.standard_normal(v.shape)).astype(np.float32)
-            for k, v in init_params(cfg, rng).items()
-        }
-        # spread Q over the batch, so that RunningScale moves (a 5-95 range below 1 keeps it)
-        params["q.2.weight"] = 10 * params["q.2.weight"]
-        batch, noise = _random_batch(cfg, rng), draw_numpy("update", cfg, rng)
-        obs, plan_noise = batch.obs[0, 0], draw_numpy("plan", cfg, rng)
-        task = int(batch.task[0]) if cfg.multitask else None
-        for devices in (1, 2):
-            agent = Agent(load_config([*TINY, *extra, f"data_parallel_devices={devices}"]))
-            agent.import_params(params)
-            key = f"{variant}/{devices}"
-            for name, value in agent.update_with_noise(batch, noise).items():
-                results[f"{key}/metric/{name}"] = np.float64(value)
-            if variant == "single":
-                for name, value in agent.update(batch).items():
-                    results[f"{key}/own_noise_metric/{name}"] = np.float64(value)
-                action = agent.plan_with_noise(obs, True, False, task, plan_noise)
-                results[f"{key}/action"] = action
-            arrays, meta = agent.state_dict()
-            results.update({f"{key}/state/{k}": v for k, v in arrays.items()})
-            results[f"{key}/running_scale"] = np.float64(meta["running_scale"])
-            results[f"{key}/energy_stats"] = np.array(
-                [meta["energy_stats"]["mean"], meta["energy_stats"]["std"]]
-            )
-            results[f"{key}/state_devices"] = np.int64(
-                len(agent._state.model["nets"]["q"][0]["weight"].sharding.device_set)
-            )
-        sharded_cfg = load_config([*TINY, *extra, "data_parallel_devices=2"])
-        device_batch = shard_batch(batch, sharded_cfg)
-        device_noise = shard_noise(noise, sharded_cfg)
-        for name, array in (("obs", device_batch.obs), ("q_keep", device_noise.q_keep)):
-            results[f"{variant}/{name}_devices"] = np.int64(len(array.sharding.device_set))
-            results[f"{variant}/{name}_shards"] = np.array(
-                [s.data.shape for s in array.addressable_shards]
-            )
+    extra = VARIANTS[variant]
+    rng = np.random.default_rng(5)
+    cfg = load_config([*TINY, *extra])
+    params = {
+        k: (v + 0.1 * rng.standard_normal(v.shape)).astype(np.float32)
+        for k, v in init_params(cfg, rng).items()
+    }
+    # spread Q over the batch, so that RunningScale moves (a 5-95 range below 1 keeps it)
+    params["q.2.weight"] = 10 * params["q.2.weight"]
+    batch, noise = _random_batch(cfg, rng), draw_numpy("update", cfg, rng)
+    obs, plan_noise = batch.obs[0, 0], draw_numpy("plan", cfg, rng)
+    task = int(batch.task[0]) if cfg.multitask else None
+    for devices in (1, 2):
+        agent = Agent(load_config([*TINY, *extra, f"data_parallel_devices={devices}"]))
+        agent.import_params(params)
+        key = f"{variant}/{devices}"
+        for name, value in agent.update_with_noise(batch, noise).items():
+            results[f"{key}/metric/{name}"] = np.float64(value)
+        if own_noise:
+            for name, value in agent.update(batch).items():
+                results[f"{key}/own_noise_metric/{name}"] = np.float64(value)
+            action = agent.plan_with_noise(obs, True, False, task, plan_noise)
+            results[f"{key}/action"] = action
+        arrays, meta = agent.state_dict()
+        results.update({f"{key}/state/{k}": v for k, v in arrays.items()})
+        results[f"{key}/running_scale"] = np.float64(meta["running_scale"])
+        results[f"{key}/energy_stats"] = np.array(
+            [meta["energy_stats"]["mean"], meta["energy_stats"]["std"]]
+        )
+        results[f"{key}/state_devices"] = np.int64(
+            len(agent._state.model["nets"]["q"][0]["weight"].sharding.device_set)
+        )
+    sharded_cfg = load_config([*TINY, *extra, "data_parallel_devices=2"])
+    device_batch = shard_batch(batch, sharded_cfg)
+    device_noise = shard_noise(noise, sharded_cfg)
+    for name, array in (("obs", device_batch.obs), ("q_keep", device_noise.q_keep)):
+        results[f"{variant}/{name}_devices"] = np.int64(len(array.sharding.device_set))
+        results[f"{variant}/{name}_shards"] = np.array(
+            [s.data.shape for s in array.addressable_shards]
+        )
     np.savez(out, **results)
 
 
 @pytest.fixture(scope="module")
-def results(tmp_path_factory) -> dict[str, np.ndarray]:
-    out = tmp_path_factory.mktemp("jax_dp") / "results.npz"
+def results_of(tmp_path_factory) -> Callable[..., dict[str, np.ndarray]]:
+    """(variant, own_noise=False) -> its results, computed once per module."""
+    return functools.cache(functools.partial(_run_worker, tmp_path_factory))
+
+
+def _run_worker(tmp_path_factory, variant: str, own_noise: bool = False) -> dict[str, np.ndarray]:
+    out = tmp_path_factory.mktemp("jax_dp") / f"{variant}.npz"
     env = {
         **os.environ,
         "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
@@ -129,7 +138,7 @@ def results(tmp_path_factory) -> dict[str, np.ndarray]:
         ),
     }
     done = subprocess.run(
-        [sys.executable, str(Path(__file__)), str(out)],
+        [sys.executable, str(Path(__file__)), str(out), variant, str(own_noise)],
         env=env,
         capture_output=True,
         text=True,
@@ -154,8 +163,14 @@ def _close(results, variant: str, part: str) -> float:
     return worst
 
 
-@pytest.mark.parametrize("variant", list(VARIANTS))
-def test_two_devices_update_as_one_device_on_the_full_batch(results, variant):
+VARIANT_PARAMS = [
+    pytest.param(v, marks=[pytest.mark.slow] if v != "single" else []) for v in VARIANTS
+]
+
+
+@pytest.mark.parametrize("variant", VARIANT_PARAMS)
+def test_two_devices_update_as_one_device_on_the_full_batch(results_of, variant):
+    results = results_of(variant)
     for part in ("metric/", "state/", "running_scale", "energy_stats"):
         assert _close(results, variant, part) <= TOL, part
     # the update changed the state: the comparison is not between two untouched agents
@@ -163,15 +178,18 @@ def test_two_devices_update_as_one_device_on_the_full_batch(results, variant):
     assert results[f"{variant}/1/running_scale"] != 1.0
 
 
-def test_own_noise_update_and_act_match_too(results):
+@pytest.mark.slow
+def test_own_noise_update_and_act_match_too(results_of):
     """The agent's own key draws the same noise on either mesh; the planner then acts on one
     device from the same state."""
+    results = results_of("single", own_noise=True)
     assert _close(results, "single", "own_noise_metric/") <= TOL
     assert _close(results, "single", "action") <= TOL
 
 
-@pytest.mark.parametrize("variant", list(VARIANTS))
-def test_batch_and_noise_are_split_over_two_devices(results, variant):
+@pytest.mark.parametrize("variant", VARIANT_PARAMS)
+def test_batch_and_noise_are_split_over_two_devices(results_of, variant):
+    results = results_of(variant)
     B = 8
     assert results[f"{variant}/obs_devices"] == 2
     assert results[f"{variant}/q_keep_devices"] == 2
@@ -193,4 +211,4 @@ def test_more_devices_than_jax_sees_is_refused():
 
 
 if __name__ == "__main__":
-    _worker(sys.argv[1])
+    _worker(sys.argv[1], sys.argv[2], sys.argv[3] == "True")

@@ -7,8 +7,9 @@ draws. Checkpoints (state_dict / load_state_dict / save / load) come from
 mbdpo_core.agent_state.CheckpointingAgent on top of get_state / set_state.
 
 The planner is cfg.planner (diffusion | mppi | policy) and is never switched silently;
-cfg.compile compiles the planner only (compiling the update, with autograd.grad and the
-optimiser steps inside, had not finished after 3 minutes on CPU in our trial).
+cfg.compile compiles the planners of act and act_envs only (compiling the update, with
+autograd.grad and the optimiser steps inside, had not finished after 3 minutes on CPU in our
+trial).
 
 Shapes: O observation, A action, H horizon, B batch.
 """
@@ -56,9 +57,10 @@ class Agent(CheckpointingAgent):
         self.optimizers = make_optimizers(self._model)
         self.generator = make_rng(cfg.seed, self.device)
         self.sampler = Sampler(self.generator)
-        plan = make_planner(cfg)
-        self.planner = torch.compile(plan, dynamic=False) if cfg.compile else plan
-        self.env_planner = make_env_planner(cfg)
+        plan, plan_envs = make_planner(cfg), make_env_planner(cfg)
+        if cfg.compile:
+            plan, plan_envs = (torch.compile(f, dynamic=False) for f in (plan, plan_envs))
+        self.planner, self.env_planner = plan, plan_envs
         self._env_plans: torch.Tensor | None = None  # warm starts of act_envs [N, H, A]
         self.energy_stats = torch.tensor([0.0, 1.0], device=self.device)
         self.scale = torch.ones((), device=self.device)
