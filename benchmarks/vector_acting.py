@@ -1,14 +1,15 @@
 """Acting throughput with vectorised environments (docs/design.md#vectorised-acting):
-environment steps per second of acting alone (plan + step, no updates) with num_envs 1, 2, 4.
+environment steps per second of acting alone (plan + step, no updates) with num_envs 1, 2, 4, 8.
 
 For each backend and N it builds an agent (model size --model-size, the CPU preset's planner),
 N environments of --task in worker processes (N = 1: the one environment in this process, the
 `act` path), and times --steps vector steps after --warmup: `act_envs` on the N observations,
 then the N environment steps. Prints one line per (backend, N): env steps/s and ms per vector
-step, plus the time of one float32 1024x1024 matmul in this process (the machine's reference).
+step (also in matmul units: over the time of one float32 1024x1024 matmul in this process, the
+machine's reference).
 
 Usage:
-    uv run python benchmarks/vector_acting.py [--backend torch] [--envs 1,2,4] [--steps 50]
+    uv run python benchmarks/vector_acting.py [--backend torch] [--envs 1,2,4,8] [--steps 50]
 """
 
 from __future__ import annotations
@@ -66,17 +67,21 @@ def steps_per_second(backend: str, n: int, args: argparse.Namespace) -> tuple[fl
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", choices=("torch", "jax"), action="append")
-    parser.add_argument("--envs", default="1,2,4")
+    parser.add_argument("--envs", default="1,2,4,8")
     parser.add_argument("--task", default="walker-walk")
     parser.add_argument("--model-size", type=int, default=1)
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--warmup", type=int, default=5)
     args = parser.parse_args()
-    print(f"matmul 1024^2 float32: {matmul_ms():.2f} ms")
+    unit = matmul_ms()
+    print(f"matmul 1024^2 float32: {unit:.2f} ms (1 matmul unit)")
     for backend in args.backend or ["torch", "jax"]:
         for n in (int(x) for x in args.envs.split(",")):
             rate, ms = steps_per_second(backend, n, args)
-            print(f"{backend:5s} num_envs={n}: {rate:7.1f} env steps/s  {ms:7.1f} ms/vector step")
+            print(
+                f"{backend:5s} num_envs={n}: {rate:7.1f} env steps/s  {ms:7.1f} ms/vector step"
+                f"  ({ms / unit:5.1f} matmul units)"
+            )
 
 
 if __name__ == "__main__":
