@@ -5,8 +5,8 @@ and the share of the learnable reward information explained (../../../reward_fit
 Usage: python fit_overrides.py [--no-shift] UPDATES [SNAPSHOT_STEP] [key=value ...]
 (the replay at 7,500 steps by default; enc-lr-scale-1.log: 1500 enc_lr_scale=1; batch-256.log:
 1000 batch_size=256). `--no-shift` trains on unshifted observations (the update's random shift
-replaced by the identity): a diagnostic, not a setting of the project; its run against the
-shifted baseline on the 20k replay (`--no-shift 1000 20000` beside `1000 20000`) is still to do.
+replaced by the identity): a diagnostic, not a setting of the project (no-shift-20k.log:
+`--no-shift 3000 20000`, beside shift-20k.log: `3000 20000`).
 """
 
 import dataclasses
