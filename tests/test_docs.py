@@ -61,6 +61,7 @@ REQUIRED = {
         "npz-chunks",
         "manifest",
         "reading",
+        "published-checkpoints",
     ),
 }
 """Page -> anchors the code cites; a page must keep every one of them."""

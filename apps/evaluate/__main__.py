@@ -4,6 +4,14 @@ PATH is a checkpoint written by apps/train with either backend (`<run>/checkpoin
 or without its .json / .safetensors suffix) or a run directory (its newest checkpoint). The
 agent's config is the checkpoint's; the keys below change how it is evaluated:
 
+  format=F            native (default: this project's checkpoint) | tdmpc2 | mbdpo: a published
+                      .pt file (TD-MPC2's or MBDPO's torch.save), evaluated at loop step 0. It
+                      has no saved config: its task set is read from its task embedding (80
+                      rows: mt80, 30: mt30; none: single-task, then task=NAME is its task),
+                      model_size from its widths, obs and episodic from its heads, and any key
+                      of default.yaml that describes its model may be given (model_size=,
+                      mt30_dims=, mlp_dim=, ...; preset: paper); docs/design.md#fine-tuning
+
   task=NAME|SET       a task of the checkpoint, or a task set (mt30, mt80, dmcontrol,
                       metaworld, ...) whose tasks it all has, or several of these separated
                       by spaces (task='walker-walk cheetah-run'); default: every task it has
@@ -27,6 +35,8 @@ Examples:
     uv run apps/evaluate checkpoint=runs/cartpole-balance/torch-seed1-x/checkpoints/step_100000
     uv run apps/evaluate --backend jax checkpoint=runs/mt30/ckpt/step_200000 task=walker-walk
     uv run apps/evaluate checkpoint=RUN_DIR planner=mppi eval_episodes=10 save_video=true
+    uv run apps/evaluate checkpoint=mt80-317M.pt format=tdmpc2 task=walker-walk planner=mppi
+    uv run apps/evaluate checkpoint=walker-run-1.pt format=tdmpc2 task=walker-run
 Exit status: 0 done; 1 a failure while evaluating or writing; 2 bad input (nothing written);
 130/143 interrupted (nothing written).
 """
@@ -49,11 +59,12 @@ from pathlib import Path
 from typing import Any
 
 from mbdpo_core import tasks as task_registry
+from mbdpo_core.agent_state import load_params
 from mbdpo_core.backends import BACKENDS, load_backend
 from mbdpo_core.checkpoint import checkpoint_stem, load_checkpoint
-from mbdpo_core.config.load import config_from_dict
+from mbdpo_core.config.load import config_from_dict, parse_overrides
 from mbdpo_core.config.schema import Config
-from mbdpo_core.config.validate import check_choice
+from mbdpo_core.config.validate import check_checkpoint_format, check_choice
 from mbdpo_core.errors import CheckpointError, ConfigError, MbdpoError, suggest
 from mbdpo_core.loops import EVAL, EXIT_CODES, TaskEvaluator, episode_seed
 from mbdpo_core.loops.evaluation import EVAL_METRICS
@@ -62,6 +73,7 @@ from mbdpo_core.scores import normalised_score, summarise
 
 KEYS = (
     "checkpoint",
+    "format",
     "task",
     "eval_episodes",
     "planner",
@@ -82,9 +94,9 @@ VIDEO_FPS = 30
 class Request:
     """What to evaluate and where to write, checked before anything is built or written."""
 
-    checkpoint: Path  # the stem
-    arrays: dict
-    meta: dict
+    checkpoint: Path  # the stem; a published checkpoint's .pt file
+    arrays: dict  # format=native: the checkpoint's arrays; else canonical parameters
+    meta: dict  # format=native: the checkpoint's meta; else {"format", "notes"}
     cfg: Config
     tasks: list[str]
     step: int
@@ -98,6 +110,18 @@ class Request:
 
     def video(self, task: str) -> Path:
         return self.out.with_name(self.out.name + ".videos") / f"{task}.mp4"
+
+    @property
+    def format(self) -> str:
+        return self.meta.get("format", "native")
+
+    def restore(self, agent: Any) -> None:
+        """Give `agent` the checkpoint's state (a published one's: its parameters, the rest
+        fresh)."""
+        if self.format == "native":
+            agent.load_state_dict(self.arrays, self.meta)
+        else:
+            load_params(agent, self.arrays)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -155,23 +179,31 @@ def one_line(err: BaseException) -> str:
 
 
 # ----- arguments ------------------------------------------------------------------------------
-def parse_keys(overrides: list[str]) -> dict[str, str]:
-    """`key=value` strings -> {key: value}; unknown, repeated or malformed keys are errors."""
+def parse_keys(overrides: list[str]) -> tuple[dict[str, str], list[str]]:
+    """`key=value` strings -> ({key: value} of KEYS, the other `key=value` strings: config keys
+    describing a published checkpoint's model). Other keys with format=native, repeated or
+    malformed keys are errors."""
     values: dict[str, str] = {}
+    model: list[str] = []
     for text in overrides:
         key, sep, value = text.partition("=")
         if not sep or not key:
             raise ConfigError(f"Argument {text!r} is not of the form key=value.")
         if key not in KEYS:
-            raise ConfigError(
-                f"Unknown key {key!r}.{suggest(key, KEYS)} Valid keys: {', '.join(KEYS)}."
-            )
+            model.append(text)
+            continue
         if key in values:
             raise ConfigError(f"{key}= is given twice.")
         values[key] = value
+    if model and values.get("format", "native") == "native":
+        key = model[0].partition("=")[0]
+        raise ConfigError(
+            f"Unknown key {key!r}.{suggest(key, KEYS)} Valid keys: {', '.join(KEYS)} (and, with "
+            "format=tdmpc2|mbdpo, the config keys describing the model)."
+        )
     if "checkpoint" not in values:
         raise ConfigError("checkpoint=PATH is required (a checkpoint or a run directory).")
-    return values
+    return values, model
 
 
 def _int(key: str, text: str, minimum: int) -> int:
@@ -227,8 +259,10 @@ def _named_tasks(cfg: Config, name: str) -> list[str]:
 
 
 def output_stem(text: str | None, checkpoint: Path) -> Path:
+    """out=, else `<checkpoint>.eval` beside the checkpoint (a .pt file: without its suffix)."""
     if text is None:
-        return checkpoint.with_name(checkpoint.name + ".eval")
+        name = checkpoint.stem if checkpoint.suffix == ".pt" else checkpoint.name
+        return checkpoint.with_name(name + ".eval")
     out = Path(text)
     for suffix in (".csv", ".json"):
         if out.name.endswith(suffix):
@@ -251,13 +285,52 @@ def check_outputs(request: Request, overwrite: bool) -> None:
         raise ConfigError(f"out={request.out}: cannot write in {folder}.")
 
 
-def build_request(values: dict[str, str], backend: str | None) -> tuple[Request, bool]:
-    """Everything checked that can be before the agent is built; (request, overwrite)."""
+def read_native(values: dict[str, str]) -> tuple[Path, dict, dict, Config]:
+    """(stem, arrays, meta, saved config) of this project's checkpoint."""
     stem = checkpoint_stem(Path(values["checkpoint"]))
     arrays, meta = load_checkpoint(stem)
     if not isinstance(meta.get("config"), dict):
         raise CheckpointError(f"checkpoint {stem} has no config in its meta: not an agent's.")
-    saved = config_from_dict(meta["config"])
+    return stem, arrays, meta, config_from_dict(meta["config"])
+
+
+def read_published_checkpoint(
+    values: dict[str, str], model: list[str], backend: str | None
+) -> tuple[Path, dict, dict, Config]:
+    """(path, canonical parameters, {"format", "notes"}, config) of a published checkpoint:
+    the config from its shapes and the model keys (`published_config`)."""
+    from mbdpo_data.published_checkpoint import (
+        infer_model_size,
+        published_config,
+        read_published,
+        to_canonical,
+    )
+
+    fmt, path = values["format"], values["checkpoint"]
+    check_checkpoint_format(fmt, path)
+    keys = parse_overrides(model)
+    if "task" in values:
+        keys["task"] = values["task"]
+    state = read_published(path, fmt)
+    cfg = published_config(
+        {k: v.shape for k, v in state.items()},
+        fmt,
+        keys,
+        model_size=infer_model_size(state),
+        backend=backend or "torch",
+    )
+    params, notes = to_canonical(state, cfg)
+    return Path(path), params, {"format": fmt, "notes": notes}, cfg
+
+
+def build_request(
+    values: dict[str, str], model: list[str], backend: str | None
+) -> tuple[Request, bool]:
+    """Everything checked that can be before the agent is built; (request, overwrite)."""
+    if values.get("format", "native") == "native":
+        stem, arrays, meta, saved = read_native(values)
+    else:
+        stem, arrays, meta, saved = read_published_checkpoint(values, model, backend)
     changes: dict[str, Any] = {"backend": backend or meta.get("backend") or "torch"}
     if "planner" in values:
         check_choice("planner", values["planner"])
@@ -294,21 +367,23 @@ def build_request(values: dict[str, str], backend: str | None) -> tuple[Request,
 # ----- evaluation -----------------------------------------------------------------------------
 def evaluate(args: argparse.Namespace) -> int:
     """Check everything, build the agent, evaluate, write; the exit status."""
-    request, overwrite = build_request(parse_keys(args.overrides), args.backend)
+    request, overwrite = build_request(*parse_keys(args.overrides), args.backend)
     check_outputs(request, overwrite)
     cfg = request.cfg
     if request.workers > 1:  # several processes may share a GPU: JAX takes memory as needed
         os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     backend = load_backend(cfg.backend)
     agent = backend.Agent(cfg)
-    agent.load_state_dict(request.arrays, request.meta)
+    request.restore(agent)
     from mbdpo_envs import make_agent_env
 
-    saved_backend = request.meta.get("backend", "?")
+    origin = request.meta.get("backend", "?") if request.format == "native" else request.format
     print(
-        f"[mbdpo] checkpoint {request.checkpoint} ({saved_backend}, task={cfg.task}, "
+        f"[mbdpo] checkpoint {request.checkpoint} ({origin}, task={cfg.task}, "
         f"step {request.step:,})"
     )
+    for note in request.meta.get("notes", []):
+        print(f"[mbdpo] {note}")
     print(
         f"[mbdpo] backend={cfg.backend} planner={cfg.planner} episodes={cfg.eval_episodes} "
         f"seed={cfg.seed} tasks={len(request.tasks)} workers={request.workers}"
@@ -401,6 +476,7 @@ def write_results(request: Request, per_task: dict[str, dict[str, float]], elaps
     document = {
         "checkpoint": str(request.checkpoint),
         "checkpoint_backend": request.meta.get("backend"),
+        "format": request.format,
         "backend": cfg.backend,
         "task": cfg.task,
         "planner": cfg.planner,
@@ -449,7 +525,7 @@ def record_video(request: Request, agent: Any, env: Any, task: str) -> None:
     import imageio.v2 as imageio
 
     cfg = request.cfg
-    agent.load_state_dict(request.arrays, request.meta)
+    request.restore(agent)
     task_id = cfg.tasks.index(task) if cfg.multitask else None
     seed = episode_seed(episode_seed(cfg.seed, EVAL, request.step), EVAL, 0)
 
@@ -473,7 +549,7 @@ def record_video(request: Request, agent: Any, env: Any, task: str) -> None:
             atomic_write(request.video(task), write)
     finally:
         env.close()
-        agent.load_state_dict(request.arrays, request.meta)
+        request.restore(agent)
 
 
 if __name__ == "__main__":

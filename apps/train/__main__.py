@@ -8,6 +8,14 @@ Examples:
     uv run apps/train --backend jax task=cartpole-balance preset=cpu steps=20000 seed=1
     uv run apps/train --backend torch mode=offline task=mt30 data_dir=data/mt30
     uv run apps/train --backend jax mode=finetune checkpoint=runs/mt30/RUN task=walker-run
+    uv run apps/train --backend torch mode=finetune checkpoint=mt30-48M.pt format=tdmpc2 \
+        task=walker-run
+
+mode=finetune format=tdmpc2|mbdpo starts from a published .pt checkpoint (TD-MPC2's or MBDPO's
+torch.save file): its task set is read from its task embedding (80 rows: mt80, 30: mt30; none:
+single-task, trained on task=), model_size from its widths (or model_size=), and the keys that
+describe its model (obs, mt30_dims, mlp_dim, ...) may be given as for a new run
+(docs/design.md#fine-tuning).
     uv run apps/train --backend torch run_dir=runs/my-run resume=true
     uv run apps/train list keys|presets|planners|tasks
 
@@ -29,10 +37,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from mbdpo_core.agent_state import start_finetuning
+from mbdpo_core.agent_state import finetune_from, start_finetuning
 from mbdpo_core.backends import BACKENDS, load_backend
 from mbdpo_core.config import Config, load_config, parse_overrides
 from mbdpo_core.config.describe import TOPICS, describe
+from mbdpo_core.config.finetune import ARCHITECTURE_KEYS
+from mbdpo_core.config.validate import check_checkpoint_format
 from mbdpo_core.errors import ConfigError, MbdpoError
 from mbdpo_core.logger import Logger
 from mbdpo_core.loops import (
@@ -117,7 +127,13 @@ def train(args: argparse.Namespace) -> int:
     backend = load_backend(args.backend)
     rank, _ = backend.init_processes()  # before the backend sees its devices
     writes = rank == 0  # the other processes of a data-parallel run hold the same state
-    cfg = load_config(explicit, gpu_available=backend.gpu_available(), backend=args.backend)
+    published = published_source(explicit, args.backend)
+    cfg = load_config(
+        explicit,
+        gpu_available=backend.gpu_available(),
+        backend=args.backend,
+        source=published and published.cfg,
+    )
     if cfg.resume and cfg.run_dir is None:
         raise ConfigError("resume=true needs run_dir=PATH of the run to continue.")
     run_dir = Path(cfg.run_dir) if cfg.run_dir else default_run_dir(cfg)
@@ -130,7 +146,13 @@ def train(args: argparse.Namespace) -> int:
     agent = backend.Agent(cfg)
     if cfg.mode == "finetune" and not cfg.resume:
         origin = f", task {cfg.task} starting from {cfg.source_task}'s row" if cfg.multitask else ""
-        print(f"[mbdpo] fine-tuning {start_finetuning(agent)}{origin}")
+        if published is None:
+            print(f"[mbdpo] fine-tuning {start_finetuning(agent)}{origin}")
+        else:
+            finetune_from(agent, published.params, published.cfg)
+            print(f"[mbdpo] fine-tuning {cfg.checkpoint} (format={cfg.format}){origin}")
+            for note in published.notes:
+                print(f"[mbdpo] {note}")
     parts = offline_parts(cfg, agent) if cfg.mode == "offline" else online_parts(cfg, agent)
     for note in cfg.notes:
         print(f"[mbdpo] {note}")
@@ -198,6 +220,51 @@ def train(args: argparse.Namespace) -> int:
     summary = ", ".join(f"{k}={v:.4g}" for k, v in result.items() if isinstance(v, float | int))
     print(f"[mbdpo] done: {summary}")
     return 0
+
+
+@dataclass(frozen=True)
+class PublishedSource:
+    """A published checkpoint to fine-tune: the config it was trained with, its canonical
+    parameters and the import's notes."""
+
+    cfg: Config
+    params: dict
+    notes: list[str]
+
+
+SOURCE_KEYS = (*ARCHITECTURE_KEYS, "task", "episodic", "horizon", "log_std_min", "log_std_max")
+"""The explicit keys that describe a published checkpoint's model (docs/design.md#fine-tuning)."""
+
+
+def published_source(explicit: dict, backend: str) -> PublishedSource | None:
+    """mode=finetune format=tdmpc2|mbdpo (not resuming): the checkpoint read and imported; else
+    None. Its config: `published_config` of its shapes and the explicit SOURCE_KEYS.
+
+    Raises:
+        ConfigError / CheckpointError: a bad format or path, an unreadable file, keys or shapes
+            that do not fit the config.
+    """
+    fmt = explicit.get("format", "native")
+    if explicit.get("mode") != "finetune" or fmt == "native" or explicit.get("resume"):
+        return None
+    from mbdpo_data.published_checkpoint import (
+        infer_model_size,
+        published_config,
+        read_published,
+        to_canonical,
+    )
+
+    check_checkpoint_format(fmt, explicit.get("checkpoint"))
+    state = read_published(explicit["checkpoint"], fmt)
+    cfg = published_config(
+        {k: v.shape for k, v in state.items()},
+        fmt,
+        {k: v for k, v in explicit.items() if k in SOURCE_KEYS},
+        model_size=infer_model_size(state),
+        backend=backend,
+    )
+    params, notes = to_canonical(state, cfg)
+    return PublishedSource(cfg, params, notes)
 
 
 @dataclass

@@ -174,27 +174,46 @@ class CheckpointingAgent:
 
 
 def start_finetuning(agent: CheckpointingAgent) -> Path:
-    """Give `agent` (built from a mode=finetune config) the parameters of cfg.checkpoint, either
-    backend's; returns the checkpoint's stem (docs/design.md#fine-tuning).
-
-    A multi-task checkpoint's task embedding [M, D] grows to [M + 1, D], the new row a copy of
-    cfg.source_task's. Everything else starts fresh, as in the published fine-tuning, whose agent
-    is rebuilt around the loaded weights: both Adam optimisers (the score network's parameters
-    included: they keep training), RunningScale, the energy statistics and the warm start.
+    """Give `agent` (built from a mode=finetune config) the parameters of cfg.checkpoint, this
+    project's checkpoint of either backend (`finetune_from`); returns the checkpoint's stem
+    (docs/design.md#fine-tuning).
 
     Raises:
         CheckpointError: the checkpoint is missing or corrupt, or its parameters do not fit.
     """
-    cfg = agent.cfg
-    stem = checkpoint_stem(cfg.checkpoint)
+    stem = checkpoint_stem(agent.cfg.checkpoint)
     arrays, meta = load_checkpoint(stem)
-    source = config_from_dict(meta["config"])
-    params = split_prefix(arrays, "params/")
+    finetune_from(agent, split_prefix(arrays, "params/"), config_from_dict(meta["config"]))
+    return stem
+
+
+def finetune_from(agent: CheckpointingAgent, params: dict[str, np.ndarray], source: Config) -> None:
+    """Give `agent` (built from a mode=finetune config) `params`, the canonical parameters of a
+    checkpoint trained with config `source` (docs/design.md#fine-tuning).
+
+    A multi-task checkpoint's task embedding [M, D] grows to [M + 1, D], the new row a copy of
+    cfg.source_task's. Everything else starts fresh (`load_params`), as in the published
+    fine-tuning, whose agent is rebuilt around the loaded weights.
+
+    Raises:
+        CheckpointError: `params` are not those of `source`, or do not fit the agent.
+    """
+    params = dict(params)
     check_arrays(param_shapes(source), params)
     if source.multitask:
         table = params["task_emb.weight"]
-        row = table[source.tasks.index(cfg.source_task)]
+        row = table[source.tasks.index(agent.cfg.source_task)]
         params["task_emb.weight"] = np.concatenate([table, row[None]])
+    load_params(agent, params)
+
+
+def load_params(agent: CheckpointingAgent, params: dict[str, np.ndarray]) -> None:
+    """Give `agent` the canonical parameters `params` of its config; everything else fresh: both
+    Adam optimisers, RunningScale, the energy statistics and the warm start
+    (docs/design.md#agent-state-and-checkpoints).
+
+    Raises:
+        CheckpointError: names missing or unexpected, or shapes that differ.
+    """
     fresh, fresh_meta = agent.state_dict()
     agent.load_state_dict({**fresh, **add_prefix(params, "params/")}, fresh_meta)
-    return stem

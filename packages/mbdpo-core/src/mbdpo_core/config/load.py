@@ -43,6 +43,7 @@ ADDED_KEYS = (
     "num_envs",
     "updates_per_step",
     "data_parallel_devices",
+    "format",
 )
 """Keys added after release 0.1 (`checkpoint`: unread from 0.2 to 0.4); an older saved config
 takes their default.yaml values."""
@@ -106,6 +107,7 @@ def load_config(
     *,
     gpu_available: bool = False,
     backend: str = "none",
+    source: Config | None = None,
 ) -> Config:
     """Build the run's Config: defaults < preset < model_size preset < explicit overrides.
 
@@ -116,6 +118,9 @@ def load_config(
         gpu_available: whether the chosen backend sees a GPU; decides `preset=auto` and whether
             a GPU `device` is valid.
         backend: recorded in the config ("torch" | "jax" | "none").
+        source: mode=finetune from a published checkpoint (format=tdmpc2|mbdpo): the config it
+            was trained with, which the caller builds from the file (core does not read .pt
+            files; apps/train does); a native checkpoint's is read from its meta.
     """
     user = dict(overrides) if isinstance(overrides, dict) else parse_overrides(list(overrides))
     user = _canonical_keys(user)
@@ -143,10 +148,18 @@ def load_config(
     for key, value in MODEL_SIZES[size].items():
         if key not in user:
             values[key] = value
-    source = None
     if values["mode"] == "finetune":
-        source = finetune.source_config(values["checkpoint"])
+        validate.check_checkpoint_format(values["format"], values["checkpoint"])
+        if values["format"] == "native":
+            source = finetune.source_config(values["checkpoint"])
+        elif source is None:
+            raise ConfigError(
+                f"format={values['format']}: the checkpoint's config is built by the caller from "
+                "the .pt file (uv run apps/train does); load_config got none."
+            )
         finetune.adopt_architecture(values, source, user)
+    else:
+        source = None
     for key in CHOICES:
         validate.check_choice(key, values[key])
     validate.check_types(values, _USER_KEYS)

@@ -22,6 +22,7 @@ class Config:
     data_dir: str | None
     checkpoint: str | None
     source_task: str | None
+    format: str
     preset: str
     device: str
     compile: bool

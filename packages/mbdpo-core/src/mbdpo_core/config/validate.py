@@ -8,6 +8,7 @@ import dataclasses
 import math
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .. import tasks as task_registry
@@ -17,6 +18,7 @@ from .schema import Config
 
 CHOICES: dict[str, tuple[Any, ...]] = {
     "mode": ("online", "offline", "finetune"),
+    "format": ("native", "tdmpc2", "mbdpo"),
     "obs": ("state", "rgb"),
     "obs_shift": ("always", "update"),
     "preset": PRESET_CHOICES,
@@ -293,6 +295,26 @@ def check_mode(values: dict[str, Any], multitask: bool) -> None:
     for key, owner in owners.items():
         if values[key] is not None and mode != owner:
             raise ConfigError(f"{key} is read by mode={owner} only; add mode={owner} or drop it.")
+    if values["format"] != "native" and mode != "finetune":
+        raise ConfigError(
+            f"format={values['format']} is read by mode=finetune only (and apps/evaluate); "
+            "add mode=finetune or drop it."
+        )
+
+
+def check_checkpoint_format(fmt: str, checkpoint: str | None) -> None:
+    """format is one of CHOICES["format"]; a published one (tdmpc2 | mbdpo) needs checkpoint= to
+    be an existing .pt file (docs/design.md#fine-tuning)."""
+    check_choice("format", fmt)
+    if fmt == "native":
+        return
+    if checkpoint is None or Path(checkpoint).suffix != ".pt":
+        raise ConfigError(
+            f"format={fmt} reads a published torch.save file: give checkpoint=PATH.pt "
+            f"(got checkpoint={checkpoint!r}); this project's checkpoints are format=native."
+        )
+    if not Path(checkpoint).is_file():
+        raise ConfigError(f"Invalid checkpoint={checkpoint!r} (format={fmt}): no such file.")
 
 
 def check_eval_tasks(eval_tasks: str | None, tasks: list[str]) -> None:
