@@ -22,9 +22,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from mbdpo_core.errors import DataFormatError
+from mbdpo_core.errors import DataFormatError, MbdpoError
 
-__all__ = ["ALLOWED", "PickledTensorDict", "StoredArray", "TensorRef", "UnsafeGlobal", "read_chunk"]
+__all__ = [
+    "ALLOWED",
+    "PickledTensorDict",
+    "StoredArray",
+    "TensorRef",
+    "UnsafeGlobal",
+    "open_torch_zip",
+    "read_chunk",
+]
 
 
 class UnsafeGlobal(pickle.UnpicklingError):
@@ -204,6 +212,34 @@ def _entries(path: Path, root: Any) -> tuple[dict[str, TensorRef], tuple[int, ..
     return dict(entries), tuple(batch_size) if batch_size is not None else None
 
 
+def open_torch_zip(
+    path: Path, error: type[MbdpoError], advice: str = ""
+) -> tuple[zipfile.ZipFile, str]:
+    """The zip archive of a `torch.save` file and its record prefix `<name>/` (the folder of its
+    one `data.pkl`, little-endian).
+
+    Raises `error` naming the file: not a zip (or truncated: `advice` follows), not one
+    data.pkl, big-endian.
+    """
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as err:
+        problem = f"not a torch.save zip archive, or truncated ({err}){advice}"
+        raise error(f"{path}: {problem}.") from None
+    names = archive.namelist()
+    pickles = [n for n in names if n.endswith("/data.pkl") and n.count("/") == 1]
+    prefix = pickles[0][: -len("data.pkl")] if len(pickles) == 1 else None
+    order = f"{prefix}byteorder"
+    if prefix is None:
+        problem = f"expected one <name>/data.pkl, found {pickles}"
+    elif order in names and archive.read(order).strip() != b"little":
+        problem = "big-endian tensors are not supported"
+    else:
+        return archive, prefix
+    archive.close()
+    raise error(f"{path}: {problem}.")
+
+
 def read_chunk(path: str | Path) -> tuple[dict[str, StoredArray], tuple[int, ...] | None]:
     """Locate every array of a `.pt` chunk without reading the arrays.
 
@@ -212,22 +248,10 @@ def read_chunk(path: str | Path) -> tuple[dict[str, StoredArray], tuple[int, ...
     a refused global, a compressed or short storage, a non-contiguous or big-endian tensor.
     """
     path = Path(path)
-    try:
-        archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as err:
-        raise DataFormatError(
-            f"{path}: not a torch.save zip archive, or truncated ({err}); download it again."
-        ) from None
+    archive, prefix = open_torch_zip(path, DataFormatError, "; download it again")
     with archive:
         infos = {info.filename: info for info in archive.infolist()}
-        pickles = [n for n in infos if n.endswith("/data.pkl") and n.count("/") == 1]
-        if len(pickles) != 1:
-            raise DataFormatError(f"{path}: expected one <name>/data.pkl, found {pickles}.")
-        prefix = pickles[0][: -len("data.pkl")]
-        order = infos.get(prefix + "byteorder")
-        if order is not None and archive.read(order).strip() != b"little":
-            raise DataFormatError(f"{path}: big-endian tensors are not supported.")
-        entries, batch_size = _entries(path, _unpickle(path, archive, pickles[0]))
+        entries, batch_size = _entries(path, _unpickle(path, archive, prefix + "data.pkl"))
 
         arrays: dict[str, StoredArray] = {}
         for name, tensor in entries.items():

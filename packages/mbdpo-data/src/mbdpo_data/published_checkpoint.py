@@ -36,7 +36,7 @@ from mbdpo_core.errors import CheckpointError, ConfigError
 from mbdpo_core.params import action_masks, init_params, param_shapes
 from mbdpo_core.tasks import MULTITASK_SETS
 
-from .pt_chunk import SafeUnpickler, TensorRef, UnsafeGlobal
+from .pt_chunk import SafeUnpickler, TensorRef, UnsafeGlobal, open_torch_zip
 
 __all__ = [
     "FORMATS",
@@ -129,22 +129,10 @@ def read_published(path: str | Path, format: str) -> dict[str, np.ndarray]:
     if format not in FORMATS:
         raise ConfigError(f"format={format!r} is not a checkpoint format; valid: {FORMATS}.")
     path = Path(path)
-    try:
-        archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as err:
-        raise CheckpointError(
-            f"{path}: not a torch.save zip archive, or truncated ({err})."
-        ) from None
+    archive, prefix = open_torch_zip(path, CheckpointError)
     with archive:
-        pickles = [n for n in archive.namelist() if n.endswith("/data.pkl") and n.count("/") == 1]
-        if len(pickles) != 1:
-            raise CheckpointError(f"{path}: expected one <name>/data.pkl, found {pickles}.")
-        prefix = pickles[0][: -len("data.pkl")]
-        order = prefix + "byteorder"
-        if order in archive.namelist() and archive.read(order).strip() != b"little":
-            raise CheckpointError(f"{path}: big-endian tensors are not supported.")
         try:
-            obj = SafeUnpickler(io.BytesIO(archive.read(pickles[0]))).load()
+            obj = SafeUnpickler(io.BytesIO(archive.read(prefix + "data.pkl"))).load()
         except UnsafeGlobal as err:
             raise CheckpointError(
                 f"{path}: its pickle asks for the global {err}, which a published checkpoint "
