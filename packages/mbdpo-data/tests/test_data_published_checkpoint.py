@@ -423,3 +423,41 @@ def test_model_size_is_inferred_from_the_shapes():
     assert infer_model_size(shapes(256, 384, 128, 2, 5)) is None
     assert infer_model_size(shapes(256, 100, 128, 2, 2)) is None
     assert infer_model_size({}) is None
+
+
+def test_bfloat16_tensors_are_read_as_their_float32_values(tmp_path):
+    cfg = load_config(TINY)
+    model, qs, targets = build(cfg, energy=True)
+    sd = {k: v.bfloat16() if v.is_floating_point() else v for k, v in _tensors(model, qs, targets)}
+    path = tmp_path / "bf16.pt"
+    torch.save({"model": sd}, path)
+
+    arrays = read_published(path, "mbdpo")
+
+    for key, value in sd.items():
+        want = value.float().numpy() if value.is_floating_point() else value.numpy()
+        assert arrays[key].dtype == want.dtype, key
+        np.testing.assert_array_equal(arrays[key], want, err_msg=key)
+    assert any(v.dtype == torch.bfloat16 for v in sd.values())
+
+
+@pytest.mark.parametrize("wrapper", ["module.", "_orig_mod.", "module._orig_mod."])
+def test_a_wrapped_models_prefix_is_dropped(wrapper, tmp_path):
+    cfg = load_config(TINY)
+    model, qs, targets = build(cfg, energy=True)
+    sd = dict(_tensors(model, qs, targets))
+    torch.save({"model": sd}, tmp_path / "plain.pt")
+    torch.save({"model": {wrapper + k: v for k, v in sd.items()}}, tmp_path / "wrapped.pt")
+
+    plain, _ = to_canonical(read_published(tmp_path / "plain.pt", "mbdpo"), cfg)
+    wrapped, _ = to_canonical(read_published(tmp_path / "wrapped.pt", "mbdpo"), cfg)
+
+    assert set(wrapped) == set(plain)
+    for name in plain:
+        np.testing.assert_array_equal(wrapped[name], plain[name], err_msg=name)
+
+
+def _tensors(model, qs, targets):
+    """(key, tensor) of a published-layout state dict, tensordict metadata left out."""
+    sd = published_state(model, qs, targets, "nested")
+    return [(k, v) for k, v in sd.items() if isinstance(v, torch.Tensor)]

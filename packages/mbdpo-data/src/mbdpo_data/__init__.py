@@ -7,5 +7,3 @@ from .layouts import LAYOUTS, DatasetLayout
 from .sampler import DatasetSampler
 
 __all__ = ["DatasetLayout", "DatasetSampler", "LAYOUTS", "OfflineDataset", "convert"]
-
-__version__ = "0.2.0"

@@ -89,8 +89,13 @@ def _device(*args: Any) -> str:
     return ":".join(map(str, args))
 
 
+BFLOAT16 = np.dtype("V2")
+"""A bfloat16 storage's items: raw 2-byte values (numpy has no bfloat16); readers widen them to
+float32 (`widen_bfloat16`) or refuse them."""
+
 _STORAGE_DTYPES = {
     "FloatStorage": np.float32,
+    "BFloat16Storage": BFLOAT16,
     "DoubleStorage": np.float64,
     "HalfStorage": np.float16,
     "LongStorage": np.int64,
@@ -134,6 +139,11 @@ class SafeUnpickler(pickle.Unpickler):
         if not isinstance(dtype, np.dtype):
             raise pickle.UnpicklingError(f"storage {key!r} has no numpy dtype ({dtype!r:.40})")
         return StorageRef(str(key), dtype, int(numel))
+
+
+def widen_bfloat16(items: np.ndarray) -> np.ndarray:
+    """float32 values of raw bfloat16 items (BFLOAT16): the 16 bits are float32's upper half."""
+    return (items.view("<u2").astype(np.uint32) << 16).view(np.float32)
 
 
 @dataclass(frozen=True)
@@ -261,6 +271,11 @@ def read_chunk(path: str | Path) -> tuple[dict[str, StoredArray], tuple[int, ...
                 raise DataFormatError(f"{path}: storage {storage.key} of {name!r} is missing.")
             if info.compress_type != zipfile.ZIP_STORED:
                 raise DataFormatError(f"{path}: storage of {name!r} is compressed.")
+            if storage.dtype == BFLOAT16:
+                raise DataFormatError(
+                    f"{path}: tensor {name!r} is bfloat16; TD-MPC2 chunks hold float32, "
+                    "int64 and bool tensors."
+                )
             itemsize = storage.dtype.itemsize
             if info.file_size != storage.numel * itemsize:
                 raise DataFormatError(

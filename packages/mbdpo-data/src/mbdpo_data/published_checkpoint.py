@@ -17,6 +17,10 @@ no code from the file); `to_canonical` renames, transposes and checks the arrays
       module order, n = 4 x layer + (weight, bias, ln.weight, ln.bias)
   `log_std_min`, `log_std_dif`, `_action_masks`: buffers, checked against the config
   `_task_emb.weight`: the task embedding [Mt, E]
+
+A state dict saved from a wrapped model (`module.` of DistributedDataParallel, `_orig_mod.` of
+torch.compile) has the wrapper's prefix on every key; read_published drops it. bfloat16 tensors
+are widened to float32.
 """
 
 from __future__ import annotations
@@ -36,7 +40,14 @@ from mbdpo_core.errors import CheckpointError, ConfigError
 from mbdpo_core.params import action_masks, init_params, param_shapes
 from mbdpo_core.tasks import MULTITASK_SETS
 
-from .pt_chunk import SafeUnpickler, TensorRef, UnsafeGlobal, open_torch_zip
+from .pt_chunk import (
+    BFLOAT16,
+    SafeUnpickler,
+    TensorRef,
+    UnsafeGlobal,
+    open_torch_zip,
+    widen_bfloat16,
+)
 
 __all__ = [
     "FORMATS",
@@ -110,18 +121,33 @@ def _array(path: Path, archive: zipfile.ZipFile, prefix: str, key: str, t: Tenso
         )
     flat = np.frombuffer(raw, dtype=t.storage.dtype.newbyteorder("<"))
     if 0 in t.shape:
-        return np.zeros(t.shape, flat.dtype)
+        return np.zeros(t.shape, np.float32 if t.storage.dtype == BFLOAT16 else flat.dtype)
     last = t.offset + sum((n - 1) * s for n, s in zip(t.shape, t.stride, strict=True))
     if t.offset < 0 or min(t.stride, default=0) < 0 or last >= t.storage.numel:
         raise CheckpointError(f"{path}: tensor {key!r} lies outside its storage; corrupt.")
     strides = tuple(s * itemsize for s in t.stride)
-    return np.array(np.lib.stride_tricks.as_strided(flat[t.offset :], t.shape, strides))
+    array = np.array(np.lib.stride_tricks.as_strided(flat[t.offset :], t.shape, strides))
+    return widen_bfloat16(array) if t.storage.dtype == BFLOAT16 else array
+
+
+WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+"""Key prefixes a wrapped model adds to every key of its state dict (DDP, torch.compile)."""
+
+
+def _unwrapped_keys(state: dict[str, Any]) -> dict[str, Any]:
+    """`state` without the wrapper prefixes that every one of its keys carries."""
+    while state and (
+        prefix := next((p for p in WRAPPER_PREFIXES if all(k.startswith(p) for k in state)), None)
+    ):
+        state = {k[len(prefix) :]: v for k, v in state.items()}
+    return state
 
 
 def read_published(path: str | Path, format: str) -> dict[str, np.ndarray]:
     """The state dict of a published checkpoint: published key -> array, read safely.
 
-    Tensordict metadata entries (`*.__batch_size`, `*.__device`, not tensors) are left out.
+    Tensordict metadata entries (`*.__batch_size`, `*.__device`, not tensors) are left out;
+    WRAPPER_PREFIXES shared by every key are dropped; bfloat16 tensors become float32.
     Raises ConfigError for a format not in FORMATS; CheckpointError naming the file and the
     problem: not a torch zip, a pickled global outside pt_chunk.ALLOWED (refused unrun), no
     state dict, a non-tensor entry, a corrupt storage.
@@ -149,7 +175,7 @@ def read_published(path: str | Path, format: str) -> dict[str, np.ndarray]:
                     f"{path}: entry {key!r} is a {type(value).__name__}, not a tensor."
                 )
             arrays[str(key)] = _array(path, archive, prefix, str(key), value)
-    return arrays
+    return _unwrapped_keys(arrays)
 
 
 def _canonical_name(key: str) -> tuple[str, str] | None:
