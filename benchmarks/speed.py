@@ -12,10 +12,11 @@ preset's, --preset cpu), times `act` (training mode, warm start on) and `update`
 and reports the median over repetitions after warm-up. A float32 1024x1024 matmul is timed in
 the same process as the machine's reference throughput.
 
-Weights: by default the TD-MPC2 initialisation with the zero-initialised last layers (reward,
-energy, Q) replaced by random values (std 0.02), so that values, softmaxes and elite choices are
-not degenerate (--weights random). --weights init keeps the initialisation; --weights trained
-first runs --train-updates updates on random batches (slow at model size 5).
+Weights: by default the TD-MPC2 initialisation with its all-zero weight matrices (the last layers
+of reward, energy and Q) drawn with std 0.02 and the target Q a copy of Q, so that values,
+softmaxes and elite choices are not degenerate (--weights random, `benchmark_params`).
+--weights init keeps the initialisation; --weights trained first runs --train-updates updates on
+random batches (slow at model size 5).
 
 GFLOP counts are analytic: every Linear layer costs 2 x rows x in x out FLOPs (multiply-adds of
 the matmul; biases, norms and activations are not counted). They count what the exact algorithm
@@ -170,21 +171,31 @@ def random_batch(cfg: Config, rng: np.random.Generator) -> Batch:
     )
 
 
+def benchmark_params(cfg: Config, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Canonical parameters as at the start of training, none degenerate (--weights random).
+
+    The TD-MPC2 initialisation with its all-zero weight matrices (the last layers of reward,
+    energy and Q) drawn from N(0, 0.02^2), and the target Q a copy of Q. Everything else keeps
+    its initial values: LayerNorm gains 1, biases 0.
+    """
+    params = init_params(cfg, rng)
+    for name, value in params.items():
+        matrix = name.endswith(".weight") and not name.endswith(".ln.weight")
+        if matrix and not name.startswith("target_q.") and not value.any():
+            params[name] = (0.02 * rng.standard_normal(value.shape)).astype(np.float32)
+    for name in params:
+        if name.startswith("target_q."):
+            params[name] = params["q." + name.removeprefix("target_q.")].copy()
+    return params
+
+
 def prepare_weights(agent, cfg: Config, mode: str, updates: int, rng: np.random.Generator) -> None:
     """Set the agent's weights per --weights (init | random | trained)."""
-    if mode == "init":
-        return
-    params = init_params(cfg, rng)
     if mode == "random":
-        for name in params:
-            if name.split(".")[0] in ("reward", "energy", "q", "target_q") and name.endswith(
-                "weight"
-            ):
-                params[name] = (0.02 * rng.standard_normal(params[name].shape)).astype(np.float32)
-        agent.import_params(params)
-        return
-    for _ in range(updates):
-        agent.update(random_batch(cfg, rng))
+        agent.import_params(benchmark_params(cfg, rng))
+    elif mode == "trained":
+        for _ in range(updates):
+            agent.update(random_batch(cfg, rng))
 
 
 def run_one(
