@@ -9,8 +9,10 @@
 - JAX keeps compiled programs in a persistent cache, so a second test session (a local rerun, or
   CI restoring the folder) skips most XLA compilation (the JAX agent and loss tests: 110 s cold,
   21 s warm). The folder is $MBDPO_JAX_CACHE_DIR, by default ~/.cache/mbdpo/jax-tests; set
-  MBDPO_JAX_CACHE_DIR to an empty value to turn the cache off. Cached programs are keyed by
-  their HLO, the JAX version and the XLA flags, so results are the same as without it.
+  MBDPO_JAX_CACHE_DIR to an empty value to turn the cache off. The apps that tests run in
+  subprocesses use the same folder (JAX_COMPILATION_CACHE_DIR, which the apps' default cache
+  defers to). Cached programs are keyed by their HLO, the JAX version and the XLA flags, so
+  results are the same as without it.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ def pytest_configure(config) -> None:
 
         torch.set_num_threads(1)
     cache_dir = os.environ.get("MBDPO_JAX_CACHE_DIR", str(Path.home() / ".cache/mbdpo/jax-tests"))
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = cache_dir  # the apps that tests start use it too
     if cache_dir and importlib.util.find_spec("jax") is not None:
         import jax
 

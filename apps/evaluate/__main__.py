@@ -23,7 +23,8 @@ agent's config is the checkpoint's; the keys below change how it is evaluated:
                       never more than there are tasks; 1 = this process)
   device=D            where the agent runs (default auto: a GPU if the backend sees one)
   out=PATH            output stem (default: `<checkpoint>.eval` beside the checkpoint)
-  save_video=true     one mp4 per task (the first episode, 384x384) in `<out>.videos/`
+  save_video=true     one mp4 per task (its first episode, filmed as it is evaluated, 384x384)
+                      in `<out>.videos/`; no TensorBoard (apps/evaluate writes no events)
   overwrite=true      replace existing outputs
 
 Writes `<out>.csv` (one row per task: task, suite, episode_reward, episode_success,
@@ -66,10 +67,11 @@ from mbdpo_core.config.load import config_from_dict, parse_overrides
 from mbdpo_core.config.schema import Config
 from mbdpo_core.config.validate import check_checkpoint_format, check_choice
 from mbdpo_core.errors import CheckpointError, ConfigError, MbdpoError, suggest
-from mbdpo_core.loops import EVAL, EXIT_CODES, TaskEvaluator, episode_seed
+from mbdpo_core.loops import EXIT_CODES, TaskEvaluator
 from mbdpo_core.loops.evaluation import EVAL_METRICS
 from mbdpo_core.loops.task_eval import EvaluationWorkerError
 from mbdpo_core.scores import normalised_score, summarise
+from mbdpo_core.video import check_video_support
 
 KEYS = (
     "checkpoint",
@@ -86,8 +88,6 @@ KEYS = (
 )
 """The keys apps/evaluate takes."""
 CSV_COLUMNS = ("task", "suite", *EVAL_METRICS, "normalised_score")
-VIDEO_SIZE = 384
-VIDEO_FPS = 30
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,6 +110,10 @@ class Request:
 
     def video(self, task: str) -> Path:
         return self.out.with_name(self.out.name + ".videos") / f"{task}.mp4"
+
+    def videos(self) -> dict[str, Path] | None:
+        """Task -> its mp4 with save_video=true, else None."""
+        return {t: self.video(t) for t in self.tasks} if self.save_video else None
 
     @property
     def format(self) -> str:
@@ -361,6 +365,8 @@ def build_request(
         out=output_stem(values.get("out"), stem),
         save_video=_bool("save_video", values.get("save_video", "false")),
     )
+    if request.save_video:
+        check_video_support("save_video=true")
     return request, _bool("overwrite", values.get("overwrite", "false"))
 
 
@@ -373,6 +379,7 @@ def evaluate(args: argparse.Namespace) -> int:
     if request.workers > 1:  # several processes may share a GPU: JAX takes memory as needed
         os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     backend = load_backend(cfg.backend)
+    backend.use_compilation_cache()  # a second evaluation of the same shapes skips compiling
     agent = backend.Agent(cfg)
     request.restore(agent)
     from mbdpo_envs import make_agent_env
@@ -392,14 +399,14 @@ def evaluate(args: argparse.Namespace) -> int:
     with TaskEvaluator(
         cfg, request.tasks, cfg.eval_episodes, make_agent_env, request.workers
     ) as evaluator:
-        per_task = evaluator.per_task(agent, request.step, on_step=progress(request))
+        per_task = evaluator.per_task(
+            agent, request.step, on_step=progress(request), videos=request.videos()
+        )
     elapsed = time.monotonic() - start
     print(report(per_task))
     write_results(request, per_task, elapsed)
-    if request.save_video:
-        for task in request.tasks:
-            record_video(request, agent, make_agent_env(cfg, task, cfg.seed), task)
-            print(f"[mbdpo] wrote {request.video(task)}")
+    for path in (request.videos() or {}).values():
+        print(f"[mbdpo] wrote {path}")
     return 0
 
 
@@ -512,44 +519,6 @@ def atomic_write(target: Path, write: Callable[[Path], object]) -> None:
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
-
-
-def record_video(request: Request, agent: Any, env: Any, task: str) -> None:
-    """The first evaluation episode of `task` again, in this process, rendered to an mp4.
-
-    The agent starts from the checkpoint's state and the episode resets with the first
-    evaluation episode's seed, so it is the episode whose return was reported.
-    """
-    import warnings
-
-    import imageio.v2 as imageio
-
-    cfg = request.cfg
-    request.restore(agent)
-    task_id = cfg.tasks.index(task) if cfg.multitask else None
-    seed = episode_seed(episode_seed(cfg.seed, EVAL, request.step), EVAL, 0)
-
-    def write(tmp: Path) -> None:
-        writer = imageio.get_writer(tmp, format="FFMPEG", fps=VIDEO_FPS, codec="libx264")
-        try:
-            obs, _ = env.reset(seed=seed)
-            writer.append_data(env.render(VIDEO_SIZE, VIDEO_SIZE))  # starts ffmpeg
-            done, t = False, 0
-            while not done:
-                action = agent.act(obs, t0=t == 0, eval_mode=True, task=task_id)
-                obs, _, terminated, truncated, _ = env.step(action)
-                writer.append_data(env.render(VIDEO_SIZE, VIDEO_SIZE))
-                done, t = terminated or truncated, t + 1
-        finally:
-            writer.close()
-
-    try:
-        with warnings.catch_warnings():  # JAX warns of any fork; imageio forks and execs ffmpeg
-            warnings.filterwarnings("ignore", "os.fork", RuntimeWarning)
-            atomic_write(request.video(task), write)
-    finally:
-        env.close()
-        request.restore(agent)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ or tasks=[a,b]; seeds=[1,2,3] (default); backend=torch|jax; launcher=joblib (def
 processes) | submitit_local | submitit_slurm | ray; parallel=N trainings at once (default 2);
 sweep_dir=DIR (default runs/sweep-<task_set|suite|tasks>). Steps: metaworld_steps (2M),
 mt30_steps (4M), default_steps (2M), or steps=N for every task. `hydra.*` keys go to Hydra (e.g.
-hydra.launcher.partition=gpu); any other key=value goes to every training.
+hydra.launcher.partition=gpu); any other key=value goes to every training. With wandb=true each
+training is its own W&B run, grouped by the sweep: wandb_group defaults to the sweep_dir's name.
 Examples:
     uv run apps/sweep task_set=mt30 seeds=[1,2,3]
     uv run apps/sweep tasks=[walker-walk,cheetah-run] steps=100000 preset=cpu parallel=4
@@ -20,6 +21,7 @@ Exit status 1 when a training failed (listed), 2 for a bad argument (nothing sta
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -30,10 +32,12 @@ from pathlib import Path
 
 import hydra
 from mbdpo_core.backends import load_backend
+from mbdpo_core.config import parse_overrides
 from mbdpo_core.errors import MbdpoError, MissingExtraError
 from mbdpo_core.sweep import (
     REMOTE_LAUNCHERS,
     TABLE_FILE,
+    SweepSpec,
     check_jobs,
     next_action,
     parse_sweep_args,
@@ -82,9 +86,19 @@ def run_job(cfg: DictConfig) -> int:
     return code
 
 
+def group_wandb_runs(spec: SweepSpec) -> SweepSpec:
+    """With wandb=true and no wandb_group: the trainings' W&B group is the sweep_dir's name."""
+    keys = ("wandb", "wandb_group")  # other keys are checked per job (check_jobs)
+    given = parse_overrides([o for o in spec.overrides if o.split("=")[0].lstrip("+") in keys])
+    if not given.get("wandb") or "wandb_group" in given:
+        return spec
+    group = f"wandb_group='{spec.sweep_dir.absolute().name}'"  # quoted: commas, spaces
+    return dataclasses.replace(spec, overrides=[*spec.overrides, group])
+
+
 def launch(args: list[str]) -> int:
     """Plan, validate, launch the pending jobs, write the table; the exit status."""
-    spec = parse_sweep_args(args)
+    spec = group_wandb_runs(parse_sweep_args(args))
     check_plugin(spec.launcher)
     jobs = plan_jobs(spec)
     actions = [next_action(job) for job in jobs]

@@ -21,6 +21,9 @@ describe its model (obs, mt30_dims, mlp_dim, ...) may be given as for a new run
 
 Ctrl-C or SIGTERM stops after the current step and writes a checkpoint; resume=true continues.
 
+wandb=true also tracks the run with Weights & Biases (wandb_mode=offline without a network;
+`wandb sync <run_dir>/wandb/offline-run-*` uploads it later; docs/design.md#experiment-tracking).
+
 Data-parallel updates (docs/design.md#data-parallel-updates): the torch backend runs one
 process per device under `torchrun --nproc_per_node=N apps/train/__main__.py --backend torch
 data_parallel_devices=N ...`; JAX shards over N devices of one process (or of every process of
@@ -68,6 +71,7 @@ from mbdpo_core.rundir import (
     resume_config,
     write_config,
 )
+from mbdpo_core.tracking import WandbRun
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -125,6 +129,7 @@ def train(args: argparse.Namespace) -> int:
     """Validate everything, then create or lock the run directory and train; the exit status."""
     explicit = parse_overrides(args.overrides)
     backend = load_backend(args.backend)
+    backend.use_compilation_cache()  # a second run of the same shapes loads compiled programs
     rank, _ = backend.init_processes()  # before the backend sees its devices
     writes = rank == 0  # the other processes of a data-parallel run hold the same state
     published = published_source(explicit, args.backend)
@@ -143,6 +148,7 @@ def train(args: argparse.Namespace) -> int:
         cfg = resume_config(run_dir, cfg, explicit)
         requested = cfg.resume_from and int(cfg.resume_from.removeprefix("step_"))
         step = Checkpointer(run_dir).choose(requested)
+    tracking = WandbRun(cfg, run_dir) if writes and cfg.wandb else None  # imports wandb
     agent = backend.Agent(cfg)
     if cfg.mode == "finetune" and not cfg.resume:
         origin = f", task {cfg.task} starting from {cfg.source_task}'s row" if cfg.multitask else ""
@@ -169,8 +175,12 @@ def train(args: argparse.Namespace) -> int:
         if removed:
             print(f"[mbdpo] removed {len(removed)} temporary file(s) of an interrupted write")
         stop = StopRequest()
+        videos = run_dir / "videos" if writes and cfg.video_every else None
         trainer = parts.trainer(
-            Logger(run_dir) if writes else DiscardingLogger(), checkpoints, stop
+            Logger(run_dir, wandb=tracking) if writes else DiscardingLogger(),
+            checkpoints,
+            stop,
+            videos,
         )
         if cfg.resume:
             if writes and (later := checkpoints.discard_after(step)):
@@ -185,6 +195,8 @@ def train(args: argparse.Namespace) -> int:
                     f"[mbdpo] the run is already at steps={cfg.steps:,}; give steps=N to extend it."
                 )
                 return 0
+        if tracking is not None:
+            tracking.start()
         if writes:
             write_config(run_dir, cfg)
             record(
@@ -206,20 +218,36 @@ def train(args: argparse.Namespace) -> int:
                 f"run_dir={run_dir} resume=true",
                 file=sys.stderr,
             )
-            return EXIT_CODES[signal.signal]
+            return finish_tracking(tracking, EXIT_CODES[signal.signal], upload=True)
         except BaseException as err:
             if writes:
                 record(run_dir, "failed", step=trainer.state.step, error=str(err)[:500])
+            finish_tracking(tracking, 1, upload=False)
             raise
         if writes:
             record(run_dir, "finished", step=trainer.state.step)
+        status = finish_tracking(tracking, 0, upload=True)
     finally:
         parts.close()
         if lock is not None:
             lock.release()
     summary = ", ".join(f"{k}={v:.4g}" for k, v in result.items() if isinstance(v, float | int))
     print(f"[mbdpo] done: {summary}")
-    return 0
+    return status
+
+
+def finish_tracking(tracking: WandbRun | None, exit_code: int, upload: bool) -> int:
+    """End the W&B run (uploading the artefacts when `upload`); the session's exit status: a
+    W&B failure is said in one line and turns 0 into 1 (the run directory is complete)."""
+    if tracking is None:
+        return exit_code
+    try:
+        tracking.finish(exit_code, upload)
+    except (MbdpoError, KeyboardInterrupt) as err:
+        reason = str(err) or "interrupted while uploading to W&B"
+        print(f"error: {reason}", file=sys.stderr)
+        return exit_code or 1
+    return exit_code
 
 
 @dataclass(frozen=True)
@@ -270,9 +298,12 @@ def published_source(explicit: dict, backend: str) -> PublishedSource | None:
 @dataclass
 class RunParts:
     """What a mode builds before the run directory is touched: `trainer(logger, checkpoints,
-    stop)` makes its loop, `close()` releases its processes and threads."""
+    stop, videos)` makes its loop (videos: the folder of its evaluation videos, or None),
+    `close()` releases its processes and threads."""
 
-    trainer: Callable[[Logger, Checkpointer, StopRequest], OnlineTrainer | OfflineTrainer]
+    trainer: Callable[
+        [Logger, Checkpointer, StopRequest, Path | None], OnlineTrainer | OfflineTrainer
+    ]
     close: Callable[[], None] = lambda: None
 
 
@@ -296,7 +327,7 @@ def online_parts(cfg: Config, agent: object) -> RunParts:
     eval_env = make_agent_env(cfg, task, cfg.seed + 1)
     ids = {task: task_id(cfg, task)} if cfg.multitask else None
     return RunParts(
-        lambda logger, checkpoints, stop: loop(
+        lambda logger, checkpoints, stop, videos: loop(
             cfg,
             agent,
             env,
@@ -306,6 +337,7 @@ def online_parts(cfg: Config, agent: object) -> RunParts:
             checkpoints=checkpoints,
             progress=Progress(Schedule.from_config(cfg), desc=task),
             stop=stop,
+            videos=videos,
         ),
         close=env.close,
     )
@@ -337,8 +369,8 @@ def offline_parts(cfg: Config, agent: object) -> RunParts:
         evaluator.close()
 
     return RunParts(
-        lambda logger, checkpoints, stop: OfflineTrainer(
-            cfg, agent, sampler, evaluator, logger, checkpoints, stop=stop
+        lambda logger, checkpoints, stop, videos: OfflineTrainer(
+            cfg, agent, sampler, evaluator, logger, checkpoints, stop=stop, videos=videos
         ),
         close,
     )

@@ -17,6 +17,7 @@ REFUSED = [
     ("eval_freq=-1", "Invalid eval_freq=-1: must be >= 0"),
     ("eval_episodes=0", "Invalid eval_episodes=0: must be >= 1"),
     ("eval_workers=-1", "Invalid eval_workers=-1: must be >= 0 (0 = one per CPU core)"),
+    ("video_every=-1", "Invalid video_every=-1: must be >= 0 (0 = never)"),
     ("log_freq=0", "Invalid log_freq=0: must be >= 1"),
     ("save_every=-5", "Invalid save_every=-5: must be >= 0"),
     ("keep_checkpoints=-1", "Invalid keep_checkpoints=-1: must be >= 0 (0 = keep all)"),

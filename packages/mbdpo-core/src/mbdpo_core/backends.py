@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import os
+from pathlib import Path
 from types import ModuleType
 
 from .errors import ConfigError, MissingExtraError
@@ -25,3 +27,10 @@ def load_backend(name: str) -> ModuleType:
     if not hasattr(module, "Agent"):
         raise MissingExtraError(f"The {name} backend ({BACKENDS[name]}) provides no Agent yet.")
     return module
+
+
+def compile_cache_dir(backend: str) -> Path:
+    """The default folder of `backend`'s on-disk cache of compiled programs:
+    `$XDG_CACHE_HOME/mbdpo/<backend>`, `~/.cache/mbdpo/<backend>` when XDG_CACHE_HOME is unset."""
+    root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(root) / "mbdpo" / backend

@@ -1,13 +1,16 @@
-"""Run logging: one CSV per category, TensorBoard scalars and a console line for evaluations.
+"""Run logging: one CSV per category, TensorBoard scalars, optionally Weights & Biases, and a
+console line for evaluations.
 
 `<run_dir>/<category>.csv` has `step` as its first column; `eval.csv` then has episode_reward,
 episode_success, episode_length. Other columns follow in first-seen order, TIMING_COLUMNS
 (added by the loops) last. When a later row brings
 a new key, the file is rewritten with the union header (earlier rows get empty cells). TensorBoard
-scalars are `<category>/<key>` in `<run_dir>/events.out.tfevents.*` (tensorboardX, no torch).
+scalars are `<category>/<key>` in `<run_dir>/events.out.tfevents.*` (tensorboardX, no torch);
+a `WandbRun` gets the same numbers under the same tags at the same step (mbdpo_core.tracking).
 
 Resuming: a Logger on an existing run_dir appends to its CSVs; `truncate_after(step)` drops CSV
-rows logged after a checkpoint's step and makes TensorBoard discard later events (purge_step).
+rows logged after a checkpoint's step and makes TensorBoard discard later events (purge_step);
+W&B, whose history cannot be rewritten, is sent only the rows after those it already holds.
 """
 
 from __future__ import annotations
@@ -20,7 +23,10 @@ import tempfile
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .tracking import WandbRun
 
 __all__ = ["Logger", "EVAL_COLUMNS", "TIMING_COLUMNS"]
 
@@ -82,19 +88,27 @@ def _import_summary_writer() -> type:
 
 
 class Logger:
-    """Writes metrics of a run to CSV, TensorBoard and (for "eval") the console.
+    """Writes metrics of a run to CSV, TensorBoard, W&B and (for "eval") the console.
 
     Args:
         run_dir: the run directory (created if missing; existing CSVs are appended to).
         console: print one compact line per "eval" row.
         tensorboard: write TensorBoard scalars with tensorboardX.
+        wandb: a W&B run to send the rows to; its owner starts and finishes it.
     """
 
-    def __init__(self, run_dir: str | Path, console: bool = True, tensorboard: bool = True):
+    def __init__(
+        self,
+        run_dir: str | Path,
+        console: bool = True,
+        tensorboard: bool = True,
+        wandb: WandbRun | None = None,
+    ):
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.console = console
         self.tensorboard = tensorboard
+        self.wandb = wandb
         self._headers: dict[str, list[str]] = {}
         self._writer: Any = None
         self._purge_step: int | None = None
@@ -107,25 +121,31 @@ class Logger:
         scalars: str | None = None,
         console: bool | None = None,
     ) -> None:
-        """Append one row `step, **metrics` to `<category>.csv` and to TensorBoard.
+        """Append one row `step, **metrics` to `<category>.csv`, TensorBoard and W&B.
 
         A `step` key inside metrics is ignored (the argument wins). String values (labels) go to
         the CSV only.
 
         Args:
-            scalars: TensorBoard tag prefix of the row's numbers (default `category`), e.g.
-                `eval/walker-walk` for one task's row of a multi-task evaluation.
+            scalars: TensorBoard and W&B tag prefix of the row's numbers (default `category`),
+                e.g. `eval/walker-walk` for one task's row of a multi-task evaluation.
             console: print the row (default: for "eval" rows, when the Logger prints).
         """
         row = {"step": int(step)}
         row.update({k: _cell(v) for k, v in metrics.items() if k != "step"})
         self._write_csv(category, row)
+        tagged = {
+            f"{scalars or category}/{key}": value
+            for key, value in row.items()
+            if key != "step" and not isinstance(value, str)
+        }
         if self.tensorboard:
             writer = self._tb()
-            for key, value in row.items():
-                if key != "step" and not isinstance(value, str):
-                    writer.add_scalar(f"{scalars or category}/{key}", value, int(step))
+            for tag, value in tagged.items():
+                writer.add_scalar(tag, value, int(step))
             writer.flush()
+        if self.wandb is not None:
+            self.wandb.log(int(step), tagged)
         if self.console and (category == "eval" if console is None else console):
             self._print(row)
 
@@ -179,14 +199,19 @@ class Logger:
         tqdm.write("  ".join(parts))
 
     def truncate_after(self, step: int) -> None:
-        """Drop every CSV row with step > `step`; TensorBoard discards events after it too."""
+        """Drop every CSV row with step > `step`; TensorBoard discards events after it too; W&B
+        is told the last step it holds (every row written so far was sent to it)."""
+        logged: list[float] = []
         for path in sorted(self.run_dir.glob("*.csv")):
             header, rows = _read(path)
             if not header or header[0] != "step":
                 continue  # not one of ours
+            logged.extend(float(r["step"]) for r in rows if r["step"])
             kept = [r for r in rows if r["step"] and float(r["step"]) <= step]
             if len(kept) != len(rows):
                 _rewrite(path, header, kept)
+        if self.wandb is not None and logged:
+            self.wandb.skip_through(int(max(logged)))
         self._purge_step = int(step) + 1
         if self._writer is not None:  # the next event file starts with the purge marker
             self._writer.close()
@@ -197,3 +222,20 @@ class Logger:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+
+    def log_video(self, tag: str, step: int, path: str | Path) -> None:
+        """The evaluation episode in the mp4 at `path` as TensorBoard image `tag` at `step`: an
+        animated GIF preview (`mbdpo_core.video.preview_gif`), the way tensorboardX's add_video
+        writes one, without moviepy; the mp4 stays the full-size record (docs/design.md#videos)."""
+        if not self.tensorboard:
+            return
+        from .video import preview_gif
+
+        gif, height, width = preview_gif(path)
+        writer = self._tb()  # imports tensorboardX first (see _import_summary_writer)
+        from tensorboardX.proto.summary_pb2 import Summary
+
+        image = Summary.Image(height=height, width=width, colorspace=3, encoded_image_string=gif)
+        summary = Summary(value=[Summary.Value(tag=tag, image=image)])
+        writer.file_writer.add_summary(summary, int(step))
+        writer.flush()

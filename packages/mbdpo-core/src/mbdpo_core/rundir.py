@@ -48,6 +48,12 @@ RESUMABLE = (
     "save_every",
     "keep_checkpoints",
     "device",
+    "video_every",
+    "wandb",
+    "wandb_project",
+    "wandb_entity",
+    "wandb_group",
+    "wandb_mode",
 )
 """Keys that may differ between a run and its resumption."""
 

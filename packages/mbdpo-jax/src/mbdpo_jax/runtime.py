@@ -8,7 +8,10 @@ needed to avoid the slow denormal path.
 
 from __future__ import annotations
 
+import os
+
 import jax
+from mbdpo_core.backends import compile_cache_dir
 from mbdpo_core.errors import ConfigError
 
 _MATMUL_PRECISION = "highest"
@@ -41,6 +44,20 @@ def resolve_device(name: str = "auto") -> jax.Device:
 def configure(device: jax.Device | None) -> None:
     """Process-wide JAX options (idempotent): float32 matmul precision on every device."""
     jax.config.update("jax_default_matmul_precision", _MATMUL_PRECISION)
+
+
+def use_compilation_cache() -> str | None:
+    """Keep compiled XLA programs on disk, so that a new process with the same shapes, flags and
+    JAX version loads them instead of compiling (the apps call this; docs/design.md#runtime).
+
+    The folder is $JAX_COMPILATION_CACHE_DIR when set (set and empty: no cache), else
+    `compile_cache_dir("jax")`, which this sets as the variable so that the processes this one
+    starts (evaluation workers) use it too. Returns the folder, or None when off.
+    """
+    folder = os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(compile_cache_dir("jax")))
+    if folder:
+        jax.config.update("jax_compilation_cache_dir", folder)
+    return folder or None
 
 
 def make_rng(seed: int, device: jax.Device | None = None) -> jax.Array:

@@ -4,8 +4,10 @@ denormals, the generator."""
 from __future__ import annotations
 
 import ctypes
+import os
 
 import torch
+from mbdpo_core.backends import compile_cache_dir
 from mbdpo_core.errors import ConfigError
 
 _DEVICE_CHOICES = ("auto", "cpu", "cuda", "cuda:N")
@@ -65,6 +67,18 @@ def _keep_freed_memory() -> None:
     m_trim_threshold, m_mmap_threshold = -1, -3
     mallopt(m_mmap_threshold, 256 << 20)
     mallopt(m_trim_threshold, 256 << 20)
+
+
+def use_compilation_cache() -> str | None:
+    """Keep torch.compile's compiled programs (Inductor's caches) in a lasting folder instead of
+    /tmp, so that `compile=true` in a new process loads them (the apps call this;
+    docs/design.md#runtime).
+
+    The folder is $TORCHINDUCTOR_CACHE_DIR when set, else `compile_cache_dir("torch")`, which this
+    sets as the variable (Inductor reads it when it first compiles; the processes this one starts
+    inherit it). Returns the folder.
+    """
+    return os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(compile_cache_dir("torch")))
 
 
 def make_rng(seed: int, device: torch.device | None = None) -> torch.Generator:

@@ -44,6 +44,12 @@ ADDED_KEYS = (
     "updates_per_step",
     "data_parallel_devices",
     "format",
+    "video_every",
+    "wandb",
+    "wandb_project",
+    "wandb_entity",
+    "wandb_group",
+    "wandb_mode",
 )
 """Keys added after release 0.1 (`checkpoint`: unread from 0.2 to 0.4); an older saved config
 takes their default.yaml values."""

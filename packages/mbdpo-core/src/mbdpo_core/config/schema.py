@@ -39,9 +39,16 @@ class Config:
     eval_episodes: int
     eval_tasks: str | None
     eval_workers: int
+    video_every: int
     log_freq: int
     save_every: int
     keep_checkpoints: int
+    # experiment tracking
+    wandb: bool
+    wandb_project: str
+    wandb_entity: str | None
+    wandb_group: str | None
+    wandb_mode: str | None
     # world-model training
     batch_size: int
     data_parallel_devices: int

@@ -8,11 +8,13 @@ import dataclasses
 import math
 import re
 from dataclasses import dataclass
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
 from .. import tasks as task_registry
-from ..errors import ConfigError, suggest
+from ..errors import ConfigError, MissingExtraError, suggest
+from ..video import check_video_support
 from .presets import MODEL_SIZES, PRESET_CHOICES
 from .schema import Config
 
@@ -66,6 +68,7 @@ BOUNDS: dict[str, Bound] = {
     "eval_freq": Bound(0, why="0 = never"),
     "eval_episodes": _COUNT,
     "eval_workers": Bound(0, why="0 = one per CPU core"),
+    "video_every": Bound(0, why="0 = never"),
     "log_freq": _COUNT,
     "save_every": Bound(0, why="0 = only at the end and on Ctrl-C/SIGTERM"),
     "keep_checkpoints": Bound(0, why="0 = keep all"),
@@ -229,6 +232,59 @@ def check_values(values: dict[str, Any]) -> None:
             )
         if not values["resume"]:
             raise ConfigError(f"resume_from={checkpoint} needs resume=true.")
+    check_tracking(values)
+    check_videos(values["video_every"], values["eval_freq"])
+
+
+def check_videos(video_every: int, eval_freq: int) -> None:
+    """video_every films evaluations, so it is a multiple of eval_freq (> 0); videos need the
+    extra mbdpo-core[video] (docs/design.md#videos)."""
+    if not video_every:
+        return
+    if not eval_freq:
+        raise ConfigError(
+            f"Invalid video_every={video_every} with eval_freq=0: videos film evaluation "
+            "episodes and eval_freq=0 evaluates only at the end; give an eval_freq that divides "
+            "video_every, or video_every=0 (no videos)."
+        )
+    if video_every % eval_freq:
+        near = eval_freq * max(1, round(video_every / eval_freq))
+        raise ConfigError(
+            f"Invalid video_every={video_every}: must be a multiple of eval_freq={eval_freq} "
+            f"(videos film evaluation episodes), e.g. video_every={near}, or 0 (no videos)."
+        )
+    check_video_support(f"video_every={video_every}")
+
+
+MISSING_WANDB = (
+    "wandb=true needs the wandb package, which is not installed: `uv sync --extra wandb` "
+    "(pip: `pip install 'mbdpo-core[wandb]'`)."
+)
+WANDB_OPTIONS = ("wandb_entity", "wandb_group", "wandb_mode")
+"""The W&B keys that default to null, refused without wandb=true (which alone reads them)."""
+
+
+def check_tracking(values: dict[str, Any]) -> None:
+    """wandb=true needs the wandb package; wandb_mode is online, offline or null; project and
+    entity are names W&B accepts; WANDB_OPTIONS are given with wandb=true only."""
+    if not values["wandb"]:
+        for key in WANDB_OPTIONS:
+            if values[key] is not None:
+                raise ConfigError(f"{key} is read with wandb=true only; add wandb=true or drop it.")
+        return
+    if values["wandb_mode"] not in (None, "online", "offline"):
+        raise ConfigError(
+            f"Invalid wandb_mode={values['wandb_mode']!r}. Valid choices: online, offline, null "
+            "(the WANDB_MODE environment variable, else online)."
+        )
+    for key in ("wandb_project", "wandb_entity"):
+        name = values[key]
+        if name is not None and (not name or set(name) & set("/\\#?%:")):
+            raise ConfigError(
+                f"Invalid {key}={name!r}: a W&B name must be non-empty and without / \\ # ? % :"
+            )
+    if find_spec("wandb") is None:
+        raise MissingExtraError(MISSING_WANDB)
 
 
 def check_device(device: str, backend: str, gpu_available: bool) -> None:

@@ -12,6 +12,7 @@ log window and the source's sampling state, so a resumed run continues exactly.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,7 @@ import numpy as np
 from ..config.schema import Config
 from ..protocols import Agent
 from ..scores import normalised_score, summarise
+from ..video import discard_videos_after, video_due, video_path
 from .checkpointing import Checkpointer, LoopState
 from .clock import RunClock
 from .interrupt import Interrupted, StopRequest
@@ -55,6 +57,9 @@ class OfflineTrainer:
         checkpoints: writes and restores the run's checkpoints.
         progress: reports the phases; None: a `Progress` of `offline_schedule(cfg)`.
         stop: checked after every update and evaluation step; None: stop only at cfg.steps.
+        videos: the folder of the evaluation videos (cfg.video_every): each evaluated task's
+            first episode of a filmed evaluation as `step_<N>-<task>.mp4`, also logged as
+            TensorBoard "eval/<task>/video" (docs/design.md#videos); None: no videos.
     """
 
     def __init__(
@@ -67,8 +72,10 @@ class OfflineTrainer:
         checkpoints: Checkpointer,
         progress: Progress | None = None,
         stop: StopRequest | None = None,
+        videos: Path | None = None,
     ) -> None:
         self.cfg, self.agent, self.batches = cfg, agent, batches
+        self.videos = videos
         self.evaluator, self.logger, self.checkpoints = evaluator, logger, checkpoints
         self.progress = progress or Progress(offline_schedule(cfg), desc=cfg.task)
         self.stop = stop or StopRequest()
@@ -90,6 +97,8 @@ class OfflineTrainer:
         self.last_eval = meta.get("last_eval", {})
         self.window = meta.get("window", [])
         self.logger.truncate_after(self.state.step)
+        if self.videos is not None:
+            discard_videos_after(self.videos, self.state.step)
 
     @property
     def finished(self) -> bool:
@@ -153,11 +162,16 @@ class OfflineTrainer:
         """Score every evaluated task; the agent's state is put back afterwards."""
         st = self.state
         self._enter("evaluating", self.progress.schedule.eval_units)
+        films = self._films()
         before = self.agent.state_dict()
         try:
-            results = self.evaluator.per_task(self.agent, st.step, on_step=self._eval_step)
+            results = self.evaluator.per_task(
+                self.agent, st.step, on_step=self._eval_step, **({"videos": films} if films else {})
+            )
         finally:
             self.agent.load_state_dict(*before)
+        for task, path in films.items():
+            self.logger.log_video(f"eval/{task}/video", st.step, path)
         for task, metrics in results.items():
             score = normalised_score(task, metrics["episode_reward"], metrics["episode_success"])
             row = {"task": task, **metrics, "normalised_score": score}
@@ -169,6 +183,15 @@ class OfflineTrainer:
         st.eval_due = False
         self.progress.evaluated(summary["episode_reward"])
         self._phase = ""
+
+    def _films(self) -> dict[str, Path]:
+        """Evaluated task -> its video of the evaluation at this step if it is filmed, else {}."""
+        cfg, step = self.cfg, self.state.step
+        if self.videos is None or not video_due(
+            cfg.video_every, step, self.last_eval.get("step"), cfg.steps
+        ):
+            return {}
+        return {task: video_path(self.videos, step, task) for task in cfg.evaluated_tasks}
 
     def _eval_step(self) -> None:
         self.progress.advance(self.state.step)

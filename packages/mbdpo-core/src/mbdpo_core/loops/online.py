@@ -19,6 +19,7 @@ holds the running episode's rows, and restoring replays its actions from the see
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,7 @@ from ..buffer import EpisodeRecorder, ReplayBuffer
 from ..config.schema import Config
 from ..errors import CheckpointError
 from ..protocols import Agent
+from ..video import discard_videos_after, video_due, video_path
 from .checkpointing import Checkpointer, LoopState
 from .clock import RunClock
 from .interrupt import Interrupted, StopRequest
@@ -69,6 +71,9 @@ class OnlineTrainer:
         checkpoints: writes and restores the run's checkpoints.
         progress: reports the phases; None: a `Progress` of the config's schedule.
         stop: checked at every safe point; None: stop only at cfg.steps.
+        videos: the folder of the evaluation videos (cfg.video_every): the filmed evaluations'
+            first episode of cfg.task as `step_<N>.mp4`, also logged as TensorBoard "eval/video"
+            (docs/design.md#videos); None: no videos.
     """
 
     def __init__(
@@ -82,8 +87,10 @@ class OnlineTrainer:
         checkpoints: Checkpointer,
         progress: Progress | None = None,
         stop: StopRequest | None = None,
+        videos: Path | None = None,
     ) -> None:
         self.cfg, self.agent, self.env, self.replay = cfg, agent, env, replay
+        self.videos = videos
         self.evaluator, self.logger, self.checkpoints = evaluator, logger, checkpoints
         self.progress = progress or Progress(Schedule.from_config(cfg), desc=cfg.tasks[0])
         self.stop = stop or StopRequest()
@@ -114,6 +121,8 @@ class OnlineTrainer:
         if meta.get("episode") is not None:
             self._resume_episode(arrays, meta["episode"])
         self.logger.truncate_after(self.state.step)
+        if self.videos is not None:
+            discard_videos_after(self.videos, self.state.step)
 
     def _episode_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any] | None]:
         """The running episode's rows (arrays) and update metrics (meta); None between episodes."""
@@ -271,16 +280,30 @@ class OnlineTrainer:
         """Evaluate at this step; the agent's state is put back afterwards (also if stopped)."""
         st = self.state
         self._enter("evaluating", self.progress.schedule.eval_units)
+        films = self._films()
         before = self.agent.state_dict()
         try:
-            result = self.evaluator.evaluate(self.agent, st.step, on_step=self._eval_step)
+            result = self.evaluator.evaluate(
+                self.agent, st.step, on_step=self._eval_step, **({"videos": films} if films else {})
+            )
         finally:
             self.agent.load_state_dict(*before)
         self.logger.log("eval", st.step, {**result, **self.clock.columns("eval", self.state.step)})
+        for path in films.values():
+            self.logger.log_video("eval/video", st.step, path)
         self.last_eval = {"step": st.step, **result}
         st.eval_due = False
         self.progress.evaluated(result["episode_reward"])
         self._phase = ""
+
+    def _films(self) -> dict[str, Path]:
+        """cfg.task -> its video of the evaluation at this step if it is filmed, else {}."""
+        cfg, step = self.cfg, self.state.step
+        if self.videos is None or not video_due(
+            cfg.video_every, step, self.last_eval.get("step"), cfg.steps
+        ):
+            return {}
+        return {cfg.task: video_path(self.videos, step)}
 
     def _eval_step(self) -> None:
         self.progress.advance(self.state.step)

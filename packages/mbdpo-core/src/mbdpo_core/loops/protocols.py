@@ -9,6 +9,7 @@ must survive a restart is also `Stateful`, and the checkpointer then saves it wi
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -55,7 +56,10 @@ class Evaluator(Protocol):
         self, agent: Agent, step: int, on_step: Callable[[], None] | None = None
     ) -> dict[str, float]:
         """Metrics of `agent` at loop step `step`: episode_reward, episode_success,
-        episode_length (means), plus any per-task columns; `on_step()` after every env step."""
+        episode_length (means), plus any per-task columns; `on_step()` after every env step.
+
+        An evaluator that films (`EpisodeEvaluator`, `TaskEvaluator`) also takes
+        `videos={task: mp4 path}`; a loop passes it only at the evaluations it films."""
 
 
 @runtime_checkable
@@ -76,6 +80,9 @@ class RunLogger(Protocol):
     def truncate_after(self, step: int) -> None:
         """Forget rows logged after `step` (a resumed run rewrites them)."""
 
+    def log_video(self, tag: str, step: int, path: Path) -> None:
+        """The evaluation episode filmed into the mp4 at `path`, as `tag` at `step`."""
+
     def close(self) -> None: ...
 
 
@@ -95,6 +102,9 @@ class DiscardingLogger:
 
     def truncate_after(self, step: int) -> None:
         """Nothing to forget."""
+
+    def log_video(self, tag: str, step: int, path: Path) -> None:
+        """Drop the video."""
 
     def close(self) -> None:
         """Nothing to close."""

@@ -9,7 +9,8 @@ the same numbers.
 With `workers > 1` the tasks are split round-robin over that many spawned processes (at most one
 per task), started on first use and kept until `close()`. Each builds its backend's agent and its
 tasks' environments once; per evaluation it receives the agent's state (without the optimiser
-moments, which acting never reads) and sends back each task's metrics as it finishes.
+moments, which acting never reads) and sends back each task's metrics as it finishes. A task
+given a video path is filmed where it is evaluated: a worker writes the mp4 itself.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ import signal
 import sys
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from multiprocessing.connection import Connection, wait
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -103,21 +105,27 @@ class TaskEvaluator:
 
     # ----- Evaluator ----------------------------------------------------------------------
     def per_task(
-        self, agent: Agent, step: int, on_step: Callable[[], None] | None = None
+        self,
+        agent: Agent,
+        step: int,
+        on_step: Callable[[], None] | None = None,
+        videos: Mapping[str, Path] | None = None,
     ) -> dict[str, dict[str, float]]:
         """Task name -> its EVAL_METRICS at loop step `step`, in `tasks` order.
 
         `on_step()` is called after every environment step with one worker, after every
-        finished task with several. The agent's state is as on entry afterwards.
+        finished task with several. `videos`: task name -> the mp4 its first episode is filmed
+        into (`run_episodes`). The agent's state is as on entry afterwards.
         """
+        videos = {task: Path(path) for task, path in (videos or {}).items()}
         if self.workers == 1:
-            return self._here(agent, step, on_step)
+            return self._here(agent, step, on_step, videos)
         arrays, meta = agent.state_dict()
         if self._pool is None:
             size = min(self.workers, len(self.tasks))
             self._pool = _Pool(self.cfg, self.tasks, self.episodes, self.make_env, size)
         try:
-            results = self._pool.evaluate(_acting_state(arrays), meta, step, on_step)
+            results = self._pool.evaluate(_acting_state(arrays), meta, step, on_step, videos)
         except BaseException:
             # an evaluation stopped halfway leaves workers busy and replies in the pipes
             pool, self._pool = self._pool, None
@@ -126,10 +134,15 @@ class TaskEvaluator:
         return {t: results[t] for t in self.tasks}
 
     def evaluate(
-        self, agent: Agent, step: int, on_step: Callable[[], None] | None = None
+        self,
+        agent: Agent,
+        step: int,
+        on_step: Callable[[], None] | None = None,
+        videos: Mapping[str, Path] | None = None,
     ) -> dict[str, float]:
-        """`summarise(per_task)`, plus `<task>/<metric>` for each task when there are several."""
-        results = self.per_task(agent, step, on_step)
+        """`summarise(per_task)`, plus `<task>/<metric>` for each task when there are several;
+        `videos` as in per_task."""
+        results = self.per_task(agent, step, on_step, videos)
         row = summarise(results)
         if len(results) > 1:
             row.update({f"{name}/{k}": r[k] for name, r in results.items() for k in EVAL_METRICS})
@@ -152,7 +165,11 @@ class TaskEvaluator:
 
     # ----- in this process ----------------------------------------------------------------
     def _here(
-        self, agent: Agent, step: int, on_step: Callable[[], None] | None
+        self,
+        agent: Agent,
+        step: int,
+        on_step: Callable[[], None] | None,
+        videos: dict[str, Path],
     ) -> dict[str, dict[str, float]]:
         state = agent.state_dict()
         seed = episode_seed(self.cfg.seed, EVAL, step)
@@ -163,8 +180,9 @@ class TaskEvaluator:
                     agent.load_state_dict(*state)
                 if task not in self._envs:
                     self._envs[task] = self.make_env(self.cfg, task, self.cfg.seed)
+                env, video = self._envs[task], videos.get(task)
                 results[task] = run_episodes(
-                    agent, self._envs[task], self.episodes, seed, self.task_ids[task], on_step
+                    agent, env, self.episodes, seed, self.task_ids[task], on_step, video
                 )
         finally:
             agent.load_state_dict(*state)
@@ -209,8 +227,9 @@ class _Pool:
         meta: dict[str, Any],
         step: int,
         on_step: Callable[[], None] | None,
+        videos: dict[str, Path],
     ) -> dict[str, dict[str, float]]:
-        message = pickle.dumps((arrays, meta, step), protocol=pickle.HIGHEST_PROTOCOL)
+        message = pickle.dumps((arrays, meta, step, videos), protocol=pickle.HIGHEST_PROTOCOL)
         for conn in self.conns:
             conn.send_bytes(message)
         results: dict[str, dict[str, float]] = {}
@@ -320,13 +339,14 @@ def _worker(conn: Connection, payload: bytes) -> None:
                 break
             if message is None:
                 break
-            arrays, meta, step = message
+            arrays, meta, step, videos = message
             state = ({**arrays, **optim}, meta)
             seed = episode_seed(cfg.seed, EVAL, step)
             try:
                 for task in shard:
                     agent.load_state_dict(*state)
-                    metrics = run_episodes(agent, envs[task], episodes, seed, ids[task])
+                    env, video = envs[task], videos.get(task)
+                    metrics = run_episodes(agent, env, episodes, seed, ids[task], None, video)
                     conn.send(("task", task, metrics))
             except BaseException as err:
                 _send_error(conn, err)
