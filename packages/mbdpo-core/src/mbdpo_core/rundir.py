@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import Config, config_from_dict, config_to_dict
+from .config.validate import WANDB_KEYS
 from .errors import ConfigError
 
 __all__ = [
@@ -49,11 +50,7 @@ RESUMABLE = (
     "keep_checkpoints",
     "device",
     "video_every",
-    "wandb",
-    "wandb_project",
-    "wandb_entity",
-    "wandb_group",
-    "wandb_mode",
+    *WANDB_KEYS,
 )
 """Keys that may differ between a run and its resumption."""
 

@@ -15,7 +15,7 @@ from ..errors import ConfigError, suggest
 from . import finetune, validate
 from .presets import MODEL_SIZES, PRESETS
 from .schema import Config
-from .validate import CHOICES
+from .validate import CHOICES, WANDB_KEYS
 
 CONFIG_DIR = Path(__file__).parent
 DEFAULT_YAML = CONFIG_DIR / "default.yaml"
@@ -45,11 +45,7 @@ ADDED_KEYS = (
     "data_parallel_devices",
     "format",
     "video_every",
-    "wandb",
-    "wandb_project",
-    "wandb_entity",
-    "wandb_group",
-    "wandb_mode",
+    *WANDB_KEYS,
 )
 """Keys added after release 0.1 (`checkpoint`: unread from 0.2 to 0.4); an older saved config
 takes their default.yaml values."""

@@ -262,6 +262,8 @@ MISSING_WANDB = (
 )
 WANDB_OPTIONS = ("wandb_entity", "wandb_group", "wandb_mode")
 """The W&B keys that default to null, refused without wandb=true (which alone reads them)."""
+WANDB_KEYS = ("wandb", "wandb_project", *WANDB_OPTIONS)
+"""Every W&B key: where a run is tracked, never what it computes."""
 
 
 def check_tracking(values: dict[str, Any]) -> None:
