@@ -54,8 +54,8 @@ SLOW = (
 )
 """Regular expressions of the commands the slow suite runs (`-m slow`): online trainings from
 scratch (but the filmed one), sweeps, data-parallel runs; the fast suite runs the others
-(listings, conversion, plots, offline updates, fine-tuning, resumed runs, evaluation), so that the two suites, which
-CI runs side by side, take about the same time."""
+(listings, conversion, plots, offline updates, fine-tuning, resumed runs, evaluation), so that
+the two suites, which CI runs side by side, take about the same time."""
 
 COMMANDS = doc_commands(ROOT)
 LINE_ONE = re.compile(
