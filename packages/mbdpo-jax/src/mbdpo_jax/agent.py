@@ -9,6 +9,11 @@ action choice in one compiled call whose noise is drawn inside from the agent's 
 is one compiled call of update.update_step. Each compiles once per config and input shape and
 is shared by every agent of that config (`_act._cache_size()` counts the compilations). The
 `*_with_noise` entry points take numpy noise bundles of mbdpo_core.noise (the parity tests).
+
+cfg.precision=bf16: the compiled act and update trace the model inside
+layers.matmul_precision, so their matmuls take bfloat16 operands with float32 accumulation
+(docs/design.md#runtime). Donation: `_train` donates the train state, `_act` / `_act_envs` the
+warm start(s) and the key they replace.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ from .data_parallel import (
     shard_batch,
     shard_noise,
 )
-from .layers import renorm_rows
+from .layers import matmul_precision, renorm_rows
 from .losses import DeviceBatch, device_batch
 from .noise import Sampler, to_device
 from .params_io import export_params, from_agent_state, import_params, to_agent_state
@@ -82,9 +87,10 @@ def _graphdefs(cfg: Config) -> tuple[nnx.GraphDef, nnx.GraphDef]:
 def _plan_core(cfg: Config, model_state, stats, prev_plan, obs, t0, eval_mode, task, noise):
     model = nnx.merge(_graphdefs(cfg)[0], model_state)
     obs = acting_obs(cfg, obs, noise.obs_shift)  # rgb: shifted unless obs_shift=update
-    z = model.encode(obs[None], None if task is None else task[None])
     plan = make_planner(cfg)
-    return plan(model, z, prev_plan, t0, eval_mode, task, noise, (stats[0], stats[1]))
+    with matmul_precision(cfg.precision, None):
+        z = model.encode(obs[None], None if task is None else task[None])
+        return plan(model, z, prev_plan, t0, eval_mode, task, noise, (stats[0], stats[1]))
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -92,7 +98,7 @@ def _plan(cfg: Config, model_state, stats, prev_plan, obs, t0, eval_mode, task, 
     return _plan_core(cfg, model_state, stats, prev_plan, obs, t0, eval_mode, task, noise)
 
 
-@functools.partial(jax.jit, static_argnums=0)
+@functools.partial(jax.jit, static_argnums=0, donate_argnums=(3, 4))
 def _act(cfg: Config, model_state, stats, prev_plan, key, obs, t0, eval_mode, task):
     key, sub = jax.random.split(key)
     noise = draw("plan", cfg, Sampler(sub))
@@ -109,9 +115,10 @@ def _plan_envs_core(cfg: Config, model_state, stats, plans, obs, t0, eval_mode, 
         obs = acting_obs(cfg, obs, shift)
         return model.encode(obs[None], None if task is None else task[None])
 
-    z = jax.vmap(encode)(obs, noise.obs_shift)
     plan_envs = make_env_planner(cfg)
-    return plan_envs(model, z, plans, t0, eval_mode, task, noise, (stats[0], stats[1]))
+    with matmul_precision(cfg.precision, None):
+        z = jax.vmap(encode)(obs, noise.obs_shift)
+        return plan_envs(model, z, plans, t0, eval_mode, task, noise, (stats[0], stats[1]))
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -119,7 +126,7 @@ def _plan_envs(cfg: Config, model_state, stats, plans, obs, t0, eval_mode, task,
     return _plan_envs_core(cfg, model_state, stats, plans, obs, t0, eval_mode, task, noise)
 
 
-@functools.partial(jax.jit, static_argnums=0)
+@functools.partial(jax.jit, static_argnums=0, donate_argnums=(3, 4))
 def _act_envs(cfg: Config, model_state, stats, plans, key, obs, t0, eval_mode, task):
     key, sub = jax.random.split(key)
     noise = draw("plan", cfg, Sampler(sub), envs=obs.shape[0])
@@ -132,9 +139,10 @@ def _act_envs(cfg: Config, model_state, stats, plans, key, obs, t0, eval_mode, t
 def _step(cfg: Config, state: _TrainState, batch: DeviceBatch, noise: UpdateNoise, grads=None):
     model_def, optim_def = _graphdefs(cfg)
     model, optims = nnx.merge(model_def, state.model), nnx.merge(optim_def, state.optim)
-    metrics, stats, scale = update_step(
-        model, optims, batch, noise, state.energy_stats, state.scale, grads
-    )
+    with matmul_precision(cfg.precision, None):
+        metrics, stats, scale = update_step(
+            model, optims, batch, noise, state.energy_stats, state.scale, grads
+        )
     new = state.replace(model=_pure(model), optim=_pure(optims), energy_stats=stats, scale=scale)
     return _replicated_constraint(new, cfg), metrics
 

@@ -6,12 +6,20 @@ Linear, so `reward.1.ln.weight` is `nets["reward"][1].ln.weight`. Linear weights
 [Nq, out]. Modules start at zero: the agent imports core's numpy initialisation
 (mbdpo_core.params.init_params), never a flax initialiser.
 
+Matmul precision: every matmul of the model (dense layers and convs) is here. Under
+`matmul_precision("bf16", device)`, entered by the agent's jitted act and update while they
+trace (the config is their static argument, so bf16 programs compile apart), they take bfloat16
+operands and accumulate and return float32 (preferred_element_type); everything else stays
+float32. Outside it they are plain float32 (docs/design.md#runtime).
+
 Shapes: Nq Q members, D features, C conv channels, Mt tasks, E task-embedding width.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import contextvars
+from collections.abc import Iterator, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -19,6 +27,28 @@ from flax import nnx
 from mbdpo_core.params import Layer
 
 from .math import layer_norm, mish, simnorm
+
+_BF16_MATMULS = contextvars.ContextVar("bf16_matmuls", default=False)
+"""Whether the matmuls being traced take bfloat16 operands (set by matmul_precision)."""
+
+
+@contextlib.contextmanager
+def matmul_precision(precision: str, device: jax.Device | None) -> Iterator[None]:
+    """Trace the model's matmuls at cfg.precision (float32 | bf16) inside this context.
+
+    `device` is not read: the casts are part of the traced program on every device (torch's
+    twin needs it for autocast).
+    """
+    token = _BF16_MATMULS.set(precision == "bf16")
+    try:
+        yield
+    finally:
+        _BF16_MATMULS.reset(token)
+
+
+def _bf16_operands(*arrays: jax.Array) -> tuple[jax.Array, ...]:
+    """The arrays as bfloat16 (the operands of a bf16 matmul)."""
+    return tuple(a.astype(jnp.bfloat16) for a in arrays)
 
 
 def _members(v: jax.Array, ndim: int) -> jax.Array:
@@ -69,10 +99,15 @@ def _dense(
     Shapes: w [in, out]: x [..., in] -> [..., out]. w [Nq, in, out]: x [..., in] shared by every
     member, or x [Nq, ..., in] when per_member -> [Nq, ..., out]; b [out] or [Nq, out].
     """
+    bf16 = _BF16_MATMULS.get()
     if w.ndim == 2:
-        y = x @ w
+        y = jnp.matmul(*_bf16_operands(x, w), preferred_element_type=jnp.float32) if bf16 else x @ w
         return y if b is None else y + b
-    y = jnp.einsum("q...i,qio->q...o" if per_member else "...i,qio->q...o", x, w)
+    spec = "q...i,qio->q...o" if per_member else "...i,qio->q...o"
+    if bf16:
+        y = jnp.einsum(spec, *_bf16_operands(x, w), preferred_element_type=jnp.float32)
+    else:
+        y = jnp.einsum(spec, x, w)
     return y if b is None else y + _members(b, y.ndim)
 
 
@@ -169,9 +204,15 @@ class ConvEncoder(nnx.List):
         lead = obs.shape[:-3]
         x = obs.reshape(-1, *obs.shape[-3:]).astype(jnp.float32) / 255.0 - 0.5
         x = jnp.transpose(x, (0, 2, 3, 1))
+        bf16 = _BF16_MATMULS.get()
         for i, (conv, s) in enumerate(zip(self, self.strides, strict=True)):
+            operands = (x, conv.weight[...])
             x = jax.lax.conv_general_dilated(
-                x, conv.weight[...], (s, s), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC")
+                *(_bf16_operands(*operands) if bf16 else operands),
+                (s, s),
+                "VALID",
+                dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                preferred_element_type=jnp.float32 if bf16 else None,
             )
             x = x + conv.bias[...]
             if i < len(self.strides) - 1:

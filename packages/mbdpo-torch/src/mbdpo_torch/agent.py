@@ -7,9 +7,12 @@ draws. Checkpoints (state_dict / load_state_dict / save / load) come from
 mbdpo_core.agent_state.CheckpointingAgent on top of get_state / set_state.
 
 The planner is cfg.planner (diffusion | mppi | policy) and is never switched silently;
-cfg.compile compiles the planners of act and act_envs only (compiling the update, with
-autograd.grad and the optimiser steps inside, had not finished after 3 minutes on CPU in our
-trial).
+cfg.compile compiles the planners of act and act_envs only, in torch.compile's
+cfg.compile_mode (reduce-overhead: CUDA graphs on a GPU, plain Inductor code on CPU); compiling
+the update, with autograd.grad and the optimiser steps inside, had not finished after 3 minutes
+on CPU in our trial. cfg.precision=bf16 runs encode + planner and the update under
+torch.autocast(bfloat16) (layers.matmul_precision; docs/design.md#runtime); the carried tensors
+(warm starts, energy statistics, scale) and the outputs stay float32.
 
 Shapes: O observation, A action, H horizon, B batch.
 """
@@ -31,6 +34,7 @@ from mbdpo_core.params import init_params
 
 from .augment import acting_obs
 from .data_parallel import check_devices, shard_batch, shard_noise
+from .layers import matmul_precision
 from .losses import DeviceBatch, device_batch
 from .noise import Sampler, to_device
 from .params_io import export_params, from_agent_state, import_params, to_agent_state
@@ -59,7 +63,9 @@ class Agent(CheckpointingAgent):
         self.sampler = Sampler(self.generator)
         plan, plan_envs = make_planner(cfg), make_env_planner(cfg)
         if cfg.compile:
-            plan, plan_envs = (torch.compile(f, dynamic=False) for f in (plan, plan_envs))
+            plan, plan_envs = (
+                torch.compile(f, dynamic=False, mode=cfg.compile_mode) for f in (plan, plan_envs)
+            )
         self.planner, self.env_planner = plan, plan_envs
         self._env_plans: torch.Tensor | None = None  # warm starts of act_envs [N, H, A]
         self.energy_stats = torch.tensor([0.0, 1.0], device=self.device)
@@ -96,11 +102,13 @@ class Agent(CheckpointingAgent):
         task_t = self._task(task)
         noise = to_device(noise, self.device)
         obs_t = acting_obs(self.cfg, obs_t, noise.obs_shift)
-        z = self._model.encode(obs_t[None], task_t)
-        action, self._prev_plan = self.planner(
-            self._model, z, self._prev_plan, t0, eval_mode, task_t, noise, self.energy_stats
-        )
-        return action.cpu().numpy().astype(np.float32)
+        with matmul_precision(self.cfg.precision, self.device):
+            z = self._model.encode(obs_t[None], task_t)
+            action, plan = self.planner(
+                self._model, z, self._prev_plan, t0, eval_mode, task_t, noise, self.energy_stats
+            )
+        self._prev_plan = plan.float()  # a no-op at float32
+        return action.float().cpu().numpy().astype(np.float32)
 
     @property
     def env_plans(self) -> np.ndarray | None:
@@ -141,18 +149,20 @@ class Agent(CheckpointingAgent):
         task_t = self._task(task)
         noise = to_device(noise, self.device)
         shifts = [None] * n if noise.obs_shift is None else noise.obs_shift
-        z = torch.stack(
-            [
-                self._model.encode(acting_obs(self.cfg, o, s)[None], task_t)
-                for o, s in zip(obs_t, shifts, strict=True)
-            ]
-        )
         if self._env_plans is None or self._env_plans.shape[0] != n:
             self._env_plans = torch.zeros(n, *self._prev_plan.shape, device=self.device)
-        actions, self._env_plans = self.env_planner(
-            self._model, z, self._env_plans, t0_t, eval_mode, task_t, noise, self.energy_stats
-        )
-        return actions.cpu().numpy().astype(np.float32)
+        with matmul_precision(self.cfg.precision, self.device):
+            z = torch.stack(
+                [
+                    self._model.encode(acting_obs(self.cfg, o, s)[None], task_t)
+                    for o, s in zip(obs_t, shifts, strict=True)
+                ]
+            )
+            actions, plans = self.env_planner(
+                self._model, z, self._env_plans, t0_t, eval_mode, task_t, noise, self.energy_stats
+            )
+        self._env_plans = plans.float()  # a no-op at float32
+        return actions.float().cpu().numpy().astype(np.float32)
 
     def _task(self, task: int | None) -> torch.Tensor | None:
         if not self.cfg.multitask:
@@ -174,13 +184,15 @@ class Agent(CheckpointingAgent):
     def update_with_noise(self, batch: Batch, noise: Any) -> dict[str, float]:
         """update with a caller's UpdateNoise (numpy or torch arrays); data-parallel, every
         process gives the whole batch and noise and updates on its rows."""
-        metrics, self.energy_stats, self.scale = update_step(
-            self._model,
-            self.optimizers,
-            *self._update_inputs(batch, noise),
-            self.energy_stats,
-            self.scale,
-        )
+        with matmul_precision(self.cfg.precision, self.device):
+            metrics, stats, scale = update_step(
+                self._model,
+                self.optimizers,
+                *self._update_inputs(batch, noise),
+                self.energy_stats,
+                self.scale,
+            )
+        self.energy_stats, self.scale = stats.float(), scale.float()  # no-ops at float32
         values = torch.stack([metrics[k].float().reshape(()) for k in UPDATE_METRICS]).tolist()
         return dict(zip(UPDATE_METRICS, values, strict=True))
 
@@ -194,14 +206,15 @@ class Agent(CheckpointingAgent):
         """
         model, optimizers = copy.deepcopy((self._model, self.optimizers))
         grads: dict[str, torch.Tensor] = {}
-        update_step(
-            model,
-            optimizers,
-            *self._update_inputs(batch, noise),
-            self.energy_stats,
-            self.scale,
-            grads,
-        )
+        with matmul_precision(self.cfg.precision, self.device):
+            update_step(
+                model,
+                optimizers,
+                *self._update_inputs(batch, noise),
+                self.energy_stats,
+                self.scale,
+                grads,
+            )
         return {n: g.detach().cpu().numpy().astype(np.float32) for n, g in grads.items()}
 
     def _update_inputs(self, batch: Batch, noise: Any) -> tuple[DeviceBatch, Any]:

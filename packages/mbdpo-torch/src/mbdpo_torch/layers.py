@@ -9,6 +9,8 @@ Z latent, E task embedding, Mt tasks, C channels.
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from mbdpo_core.params import Layer
@@ -16,6 +18,21 @@ from torch import nn
 
 from .fused import linear, run_layers
 from .math import layer_norm, simnorm
+
+
+def matmul_precision(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
+    """The context the agent acts and updates in: cfg.precision of every matmul
+    (docs/design.md#runtime).
+
+    float32: none (nothing is cast). bf16: torch.autocast(device.type, bfloat16), which runs mm,
+    addmm, bmm, baddbmm, matmul, einsum and conv with bfloat16 operands, float32 accumulation and
+    bfloat16 results; parameters, gradients and the optimiser step stay float32. On CUDA autocast
+    runs layer_norm, softmax, log_softmax, exp and log in float32; its CPU list lacks them, so on
+    CPU they run on the bfloat16 results (a looser bf16 than CUDA's).
+    """
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 class LayerNorm(nn.Module):

@@ -45,6 +45,8 @@ ADDED_KEYS = (
     "data_parallel_devices",
     "format",
     "video_every",
+    "compile_mode",
+    "precision",
     *WANDB_KEYS,
 )
 """Keys added after release 0.1 (`checkpoint`: unread from 0.2 to 0.4); an older saved config

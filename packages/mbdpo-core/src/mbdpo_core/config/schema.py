@@ -26,6 +26,8 @@ class Config:
     preset: str
     device: str
     compile: bool
+    compile_mode: str
+    precision: str
     seed: int
     steps: int
     seed_steps: int | None

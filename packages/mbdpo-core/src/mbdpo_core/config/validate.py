@@ -30,6 +30,8 @@ CHOICES: dict[str, tuple[Any, ...]] = {
     "score_planning": ("network", "monte_carlo"),
     "replay_sampling": ("rows", "episodes"),
     "model_size": tuple(MODEL_SIZES),
+    "precision": ("float32", "bf16"),
+    "compile_mode": ("default", "reduce-overhead", "max-autotune"),
 }
 
 
