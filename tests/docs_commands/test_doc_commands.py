@@ -15,6 +15,7 @@ its reason.
 
 from __future__ import annotations
 
+import csv
 import os
 import re
 import resource
@@ -24,6 +25,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import stand_ins
 from budget import budgeted, keys
@@ -172,6 +174,39 @@ def children_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def check_films(run: Path) -> None:
+    """A filmed training run (its budget evaluates at two steps, both filmed): one mp4 per
+    evaluation at 384x384 with the reset and every step of the episode whose return was logged,
+    and the same episodes as 96x96 GIFs in TensorBoard."""
+    import imageio.v2 as imageio
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    with open(run / "eval.csv") as f:
+        evaluations = list(csv.DictReader(f))
+    steps = [int(row["step"]) for row in evaluations]
+    assert len(steps) == 2, steps
+    assert sorted(p.name for p in (run / "videos").iterdir()) == sorted(
+        f"step_{step}.mp4" for step in steps
+    )
+    for step, row in zip(steps, evaluations, strict=True):
+        reader = imageio.get_reader(run / "videos" / f"step_{step}.mp4")
+        try:
+            frames = np.stack(list(reader.iter_data()))
+        finally:
+            reader.close()
+        assert len(frames) == float(row["episode_length"]) + 1
+        assert frames.shape[1:] == (384, 384, 3)
+        assert frames[0].std() > 10  # a scene, not a blank image
+        assert np.abs(frames[-1].astype(int) - frames[0]).mean() > 0.5  # something moved
+    events = EventAccumulator(str(run), size_guidance={"images": 0}).Reload()
+    assert events.Tags()["images"] == ["eval/video"]
+    images = events.Images("eval/video")
+    assert [image.step for image in images] == steps
+    for image in images:
+        assert image.encoded_image_string[:6] == b"GIF89a"
+        assert (image.height, image.width) == (96, 96)
+
+
 def check_outputs(command: Command, workdir: Path, stdout: str) -> None:
     """What a command wrote, where checking it is cheap."""
     run_dir = re.search(r"^\[mbdpo\] run directory: (.+)$", stdout, re.M)
@@ -179,7 +214,7 @@ def check_outputs(command: Command, workdir: Path, stdout: str) -> None:
         run = workdir / run_dir.group(1).strip()
         assert (run / "eval.csv").is_file(), "no eval.csv"
         if "video_every=" in command.text:
-            assert list(run.glob("videos/*.mp4")), "no video"
+            check_films(run)
     tokens = shlex.split(command.text) if "\n" not in command.text else []
     if "apps/convert" in tokens:
         dst = tokens[tokens.index("apps/convert") + 2]
