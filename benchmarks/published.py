@@ -195,7 +195,7 @@ class PublishedRun:
     def fill_zero_matrices(self, seed: int = 0) -> None:
         """Their initialisation with its all-zero weight matrices (the last layers of reward, F
         and the Q ensemble) drawn from N(0, 0.02^2) and the target Q a copy of Q, as
-        speed.benchmark_params does for ours (--weights random)."""
+        mbdpo_core.params.nonzero_init_params does for ours (--weights random)."""
         model = self.agent.model
         generator = torch.Generator().manual_seed(seed)
         with torch.no_grad():

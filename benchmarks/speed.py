@@ -24,7 +24,8 @@ and reports the medians over rounds.
 
 Weights: by default the TD-MPC2 initialisation with its all-zero weight matrices (the last layers
 of reward, energy and Q) drawn with std 0.02 and the target Q a copy of Q, so that values,
-softmaxes and elite choices are not degenerate (--weights random, `benchmark_params`).
+softmaxes and elite choices are not degenerate (--weights random,
+`mbdpo_core.params.nonzero_init_params`).
 --weights init keeps the initialisation; --weights trained first runs --train-updates updates on
 random batches (slow at model size 5). The published agent gets the same treatment
 (`PublishedRun.fill_zero_matrices`; trained: as many of its own updates on random batches).
@@ -65,7 +66,7 @@ from mbdpo_core.batch import Batch
 from mbdpo_core.config.load import load_config
 from mbdpo_core.config.schema import Config
 from mbdpo_core.noise import diffusion_levels
-from mbdpo_core.params import init_params, module_layers
+from mbdpo_core.params import module_layers, nonzero_init_params
 from mbdpo_core.tasks import TASKS
 
 BACKENDS = ("torch", "jax")
@@ -184,28 +185,10 @@ def random_batch(cfg: Config, rng: np.random.Generator) -> Batch:
     )
 
 
-def benchmark_params(cfg: Config, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Canonical parameters as at the start of training, none degenerate (--weights random).
-
-    The TD-MPC2 initialisation with its all-zero weight matrices (the last layers of reward,
-    energy and Q) drawn from N(0, 0.02^2), and the target Q a copy of Q. Everything else keeps
-    its initial values: LayerNorm gains 1, biases 0.
-    """
-    params = init_params(cfg, rng)
-    for name, value in params.items():
-        matrix = name.endswith(".weight") and not name.endswith(".ln.weight")
-        if matrix and not name.startswith("target_q.") and not value.any():
-            params[name] = (0.02 * rng.standard_normal(value.shape)).astype(np.float32)
-    for name in params:
-        if name.startswith("target_q."):
-            params[name] = params["q." + name.removeprefix("target_q.")].copy()
-    return params
-
-
 def prepare_weights(agent, cfg: Config, mode: str, updates: int, rng: np.random.Generator) -> None:
     """Set the agent's weights per --weights (init | random | trained)."""
     if mode == "random":
-        agent.import_params(benchmark_params(cfg, rng))
+        agent.import_params(nonzero_init_params(cfg, rng))
     elif mode == "trained":
         for _ in range(updates):
             agent.update(random_batch(cfg, rng))

@@ -16,7 +16,7 @@ from mbdpo_core.config.load import load_config
 from mbdpo_core.config.schema import Config
 from mbdpo_core.metrics import LOSS_TERMS
 from mbdpo_core.noise import ValueNoise, draw, draw_numpy
-from mbdpo_core.params import init_params
+from mbdpo_core.params import nonzero_init_params
 from mbdpo_jax import Agent
 from mbdpo_jax.layers import matmul_precision
 from mbdpo_jax.noise import Sampler
@@ -37,24 +37,10 @@ PI_LOSS_BOUND = 0.1
 """the same for pi_loss, a small difference of two terms (~0.05); measured 0.040 (6 seeds)."""
 
 
-def start_params(cfg: Config, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Canonical parameters as at the start of training with no degenerate layer: the all-zero
-    last layers (reward, energy, Q) drawn from N(0, 0.02^2), target Q a copy of Q."""
-    params = init_params(cfg, rng)
-    for name, value in params.items():
-        matrix = name.endswith(".weight") and not name.endswith(".ln.weight")
-        if matrix and not name.startswith("target_q.") and not value.any():
-            params[name] = (0.02 * rng.standard_normal(value.shape)).astype(np.float32)
-    for name in params:
-        if name.startswith("target_q."):
-            params[name] = params["q." + name.removeprefix("target_q.")].copy()
-    return params
-
-
 def agents(seed: int) -> dict[str, Agent]:
-    """A float32 and a bf16 agent with the same start_params(seed)."""
+    """A float32 and a bf16 agent with the same nonzero_init_params(seed)."""
     out = {p: Agent(load_config([*BASE, f"precision={p}"], backend="jax")) for p in PRECISIONS}
-    params = start_params(out["float32"].cfg, np.random.default_rng(seed))
+    params = nonzero_init_params(out["float32"].cfg, np.random.default_rng(seed))
     for agent in out.values():
         agent.import_params(params)
     return out

@@ -137,6 +137,21 @@ def init_params(cfg: Config, rng: np.random.Generator) -> dict[str, np.ndarray]:
     return params
 
 
+def nonzero_init_params(cfg: Config, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """init_params with its all-zero weight matrices (the last layers of reward, energy and Q)
+    drawn from N(0, 0.02^2) and the target Q a copy of Q: a model as at the start of training
+    whose values, softmaxes and elite choices are not degenerate (benchmarks, the bf16 bounds).
+    LayerNorm gains stay 1 and biases 0."""
+    params = init_params(cfg, rng)
+    for name, value in params.items():
+        matrix = name.endswith(".weight") and not name.endswith(".ln.weight")
+        if matrix and not name.startswith("target_q.") and not value.any():
+            params[name] = (0.02 * rng.standard_normal(value.shape)).astype(np.float32)
+    for name in [n for n in params if n.startswith("q.")]:
+        params[f"target_{name}"] = params[name].copy()
+    return params
+
+
 def optimizer_group(name: str) -> str | None:
     """The optimiser of a parameter: "pi" (policy Adam, eps 1e-5) for `pi.*`, None for the
     Polyak-averaged `target_q.*`, else "model" (docs/method.md#update)."""

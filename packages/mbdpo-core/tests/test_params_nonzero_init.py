@@ -1,26 +1,21 @@
-"""benchmarks/speed.py's default weights look like a model at the start of training: no all-zero
-weight matrix, LayerNorm gains and biases as initialised, the target Q equal to Q."""
-
-import sys
-from pathlib import Path
+"""nonzero_init_params (the benchmarks' default weights, the bf16 bounds' weights) look like a
+model at the start of training: no all-zero weight matrix, LayerNorm gains and biases as
+initialised, the target Q equal to Q."""
 
 import numpy as np
 import pytest
 from mbdpo_core.config.load import load_config
-from mbdpo_core.params import init_params
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-from speed import benchmark_params  # noqa: E402
+from mbdpo_core.params import init_params, nonzero_init_params
 
 
 @pytest.mark.parametrize("size", [1, 5])
-def test_benchmark_params_fill_only_the_zero_matrices(size):
+def test_nonzero_init_params_fill_only_the_zero_matrices(size):
     cfg = load_config(["task=cheetah-run", f"model_size={size}"])
     init = init_params(cfg, np.random.default_rng(0))
     zero = {n for n, v in init.items() if n.endswith(".weight") and ".ln." not in n and not v.any()}
     assert zero >= {"reward.2.weight", "energy.2.weight", "q.2.weight"}
 
-    params = benchmark_params(cfg, np.random.default_rng(0))
+    params = nonzero_init_params(cfg, np.random.default_rng(0))
 
     assert set(params) == set(init)
     for name, value in params.items():
