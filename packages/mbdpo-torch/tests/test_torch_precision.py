@@ -150,8 +150,9 @@ def test_precision_float32_is_the_default_and_unchanged(tiny, rbatch):
 
 
 @pytest.mark.slow
-def test_compile_reduce_overhead_acts_as_eager(tiny):
-    """compile=true compile_mode=reduce-overhead on CPU (no CUDA graphs there: Inductor's code)."""
+def test_compile_reduce_overhead_acts_and_updates_as_eager(tiny, rbatch):
+    """compile=true compile_mode=reduce-overhead on CPU (no CUDA graphs there: Inductor's code):
+    the compiled planner and the compiled losses give eager's plans, metrics and parameters."""
     small = ("planner=diffusion", "diffusion_steps=2", "horizon=2")  # a short graph to compile
     cfg = tiny(*small)
     compiled = Agent(tiny(*small, "compile=true", "compile_mode=reduce-overhead"))
@@ -167,3 +168,10 @@ def test_compile_reduce_overhead_acts_as_eager(tiny):
             atol=1e-5,
         )
         np.testing.assert_allclose(compiled.prev_plan, eager.prev_plan, atol=1e-5)
+    batch, update_noise = rbatch(cfg), draw_numpy("update", cfg, rng, cfg.batch_size)
+    got = compiled.update_with_noise(batch, update_noise)
+    want = eager.update_with_noise(batch, update_noise)
+    assert got == pytest.approx(want, rel=1e-4, abs=1e-5)
+    after, expected = compiled.export_params(), eager.export_params()
+    for name, value in expected.items():
+        np.testing.assert_allclose(after[name], value, atol=1e-5, err_msg=name)

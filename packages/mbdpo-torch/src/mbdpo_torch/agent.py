@@ -7,12 +7,12 @@ draws. Checkpoints (state_dict / load_state_dict / save / load) come from
 mbdpo_core.agent_state.CheckpointingAgent on top of get_state / set_state.
 
 The planner is cfg.planner (diffusion | mppi | policy) and is never switched silently;
-cfg.compile compiles the planners of act and act_envs only, in torch.compile's
-cfg.compile_mode (reduce-overhead: CUDA graphs on a GPU, plain Inductor code on CPU); compiling
-the update, with autograd.grad and the optimiser steps inside, had not finished after 3 minutes
-on CPU in our trial. cfg.precision=bf16 runs encode + planner and the update under
-torch.autocast(bfloat16) (layers.matmul_precision; docs/design.md#runtime); the carried tensors
-(warm starts, energy statistics, scale) and the outputs stay float32.
+cfg.compile compiles the planners of act and act_envs and the update's two losses (update.py),
+in torch.compile's cfg.compile_mode (reduce-overhead: CUDA graphs on a GPU, plain Inductor code
+on CPU); autograd.grad and the optimiser steps stay eager. cfg.precision=bf16 runs encode +
+planner and the update under torch.autocast(bfloat16) (layers.matmul_precision;
+docs/design.md#runtime); the carried tensors (warm starts, energy statistics, scale) and the
+outputs stay float32.
 
 Shapes: O observation, A action, H horizon, B batch.
 """

@@ -5,9 +5,16 @@ The model Adam covers every parameter of optimizer_group "model" (lr x lr_scale:
 enc_lr_scale); the policy Adam covers pi.* (eps 1e-5). Parameters that receive no gradient in
 a step get a zero gradient, so Adam's moments and step count advance for every parameter
 exactly as optax does.
+
+With cfg.compile the two losses (forward and, through AOTAutograd, their backward) run as
+torch.compile programs in cfg.compile_mode; autograd.grad, the clip and Adam stay eager
+(docs/design.md#runtime).
 """
 
 from __future__ import annotations
+
+import functools
+from collections.abc import Callable
 
 import torch
 from mbdpo_core.config.schema import Config
@@ -74,6 +81,18 @@ def _step(
     return norm
 
 
+@functools.cache
+def _losses(compile_mode: str | None) -> tuple[Callable, Callable]:
+    """(world_model_loss, policy_loss): eager when compile_mode is None, else compiled in that
+    mode (one pair per process and mode: the compiled graphs are guarded on the model's
+    structure, not on its identity, so agents of one config share them)."""
+    if compile_mode is None:
+        return world_model_loss, policy_loss
+    return tuple(
+        torch.compile(f, dynamic=False, mode=compile_mode) for f in (world_model_loss, policy_loss)
+    )
+
+
 def update_step(
     model: WorldModel,
     optimizers: _Optimizers,
@@ -101,11 +120,12 @@ def update_step(
     """
     cfg = model.cfg
     optim, pi_optim = optimizers
+    wm_loss, pi_loss_fn = _losses(cfg.compile_mode if cfg.compile else None)
     _renorm_global_tasks(model, batch.task)
-    total, aux = world_model_loss(model, batch, noise, energy_stats)
+    total, aux = wm_loss(model, batch, noise, energy_stats)
     grad_norm = _step(total, _group(model, "model"), optim, cfg, grads_out)
     _renorm_global_tasks(model, batch.task)
-    pi_loss, info = policy_loss(model, aux["zs"].detach(), batch.task, noise, scale)
+    pi_loss, info = pi_loss_fn(model, aux["zs"].detach(), batch.task, noise, scale)
     pi_grad_norm = _step(pi_loss, _group(model, "pi"), pi_optim, cfg, grads_out)
     polyak(model, cfg.tau)
     new_stats = aux["energy_stats"]
