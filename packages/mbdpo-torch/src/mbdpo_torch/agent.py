@@ -9,8 +9,10 @@ mbdpo_core.agent_state.CheckpointingAgent on top of get_state / set_state.
 The planner is cfg.planner (diffusion | mppi | policy) and is never switched silently;
 cfg.compile compiles the planners of act and act_envs and the update's two losses (update.py),
 in torch.compile's cfg.compile_mode (reduce-overhead: CUDA graphs on a GPU, plain Inductor code
-on CPU); autograd.grad and the optimiser steps stay eager. cfg.precision=bf16 runs encode +
-planner and the update under torch.autocast(bfloat16) (layers.matmul_precision;
+on CPU); autograd.grad and the optimiser steps stay eager. The outputs the agent keeps across
+calls (warm starts, energy statistics, scale: a few hundred floats) are cloned, because with CUDA
+graphs the next replay writes its outputs into the memory of the last one's. cfg.precision=bf16
+runs encode + planner and the update under torch.autocast(bfloat16) (layers.matmul_precision;
 docs/design.md#runtime); the carried tensors (warm starts, energy statistics, scale) and the
 outputs stay float32.
 
@@ -107,7 +109,7 @@ class Agent(CheckpointingAgent):
             action, plan = self.planner(
                 self._model, z, self._prev_plan, t0, eval_mode, task_t, noise, self.energy_stats
             )
-        self._prev_plan = plan.float()  # a no-op at float32
+        self._prev_plan = plan.float().clone()
         return action.float().cpu().numpy().astype(np.float32)
 
     @property
@@ -161,7 +163,7 @@ class Agent(CheckpointingAgent):
             actions, plans = self.env_planner(
                 self._model, z, self._env_plans, t0_t, eval_mode, task_t, noise, self.energy_stats
             )
-        self._env_plans = plans.float()  # a no-op at float32
+        self._env_plans = plans.float().clone()
         return actions.float().cpu().numpy().astype(np.float32)
 
     def _task(self, task: int | None) -> torch.Tensor | None:
@@ -192,7 +194,7 @@ class Agent(CheckpointingAgent):
                 self.energy_stats,
                 self.scale,
             )
-        self.energy_stats, self.scale = stats.float(), scale.float()  # no-ops at float32
+        self.energy_stats, self.scale = stats.float().clone(), scale.float().clone()
         values = torch.stack([metrics[k].float().reshape(()) for k in UPDATE_METRICS]).tolist()
         return dict(zip(UPDATE_METRICS, values, strict=True))
 
