@@ -84,8 +84,8 @@ def _step(
 @functools.cache
 def _losses(compile_mode: str | None) -> tuple[Callable, Callable]:
     """(world_model_loss, policy_loss): eager when compile_mode is None, else compiled in that
-    mode (one pair per process and mode: the compiled graphs are guarded on the model's
-    structure, not on its identity, so agents of one config share them)."""
+    mode (one pair per process and mode; torch.compile keeps a program per shape and model
+    structure that its guards tell apart)."""
     if compile_mode is None:
         return world_model_loss, policy_loss
     return tuple(
