@@ -44,6 +44,15 @@ loss (one sample of the batch), terminations and Q dropout masks split with the 
 TOL = 1e-5
 """Max abs difference / max(1, |value|): the two programs differ only in the order of
 float32 sums over the batch."""
+LR, BETA1 = 3e-4, 0.9
+ROUNDING_GRAD = 1e-6
+"""A first Adam step moves a parameter by lr g / (|g| + 1e-8). Where the batch's gradient sums
+cancel to float32 rounding (|g| below this; in episodic_score 4 of 2,048 entries of q.1.weight,
+one at |g| about 1e-9 against a median of 7e-4), that step is rounding noise of up to lr: such
+entries are compared at lr."""
+POLICY_TOL = 1e-4
+"""The policy step (pi_* metrics, pi.* parameters and moments, RunningScale) reads Q after the
+model step, so it carries those entries' differences (pi_grad_norm: 7e-5 in episodic_score)."""
 
 
 def _random_batch(cfg, rng):
@@ -149,9 +158,10 @@ def _run_worker(tmp_path_factory, variant: str, own_noise: bool = False) -> dict
         return dict(data)
 
 
-def _close(results, variant: str, part: str) -> float:
-    """Max scaled difference of every entry `<variant>/{1,2}/<part>...` between the device
-    counts (at least one entry must exist)."""
+def _excess(results, variant: str, part: str) -> float:
+    """Max over every entry `<variant>/{1,2}/<part>...` of |difference| / max(1, |value|),
+    each over its allowed difference (TOL, POLICY_TOL or LR); at most 1 passes (at least one
+    entry must exist)."""
     prefix = f"{variant}/1/{part}"
     names = [k for k in results if k.startswith(prefix)]
     assert names, f"no results under {prefix}"
@@ -159,8 +169,30 @@ def _close(results, variant: str, part: str) -> float:
     for name in names:
         one = np.asarray(results[name], np.float64)
         two = np.asarray(results[name.replace("/1/", "/2/", 1)], np.float64)
-        worst = max(worst, float(np.max(np.abs(one - two) / np.maximum(1.0, np.abs(one)))))
+        allowed = np.full(one.shape, POLICY_TOL if _in_policy_step(name) else TOL)
+        if "/state/params/" in name:
+            allowed[_rounding_gradient(results, name)] = LR
+        scaled = np.abs(one - two) / np.maximum(1.0, np.abs(one))
+        worst = max(worst, float(np.max(scaled / allowed)))
     return worst
+
+
+def _in_policy_step(name: str) -> bool:
+    return any(
+        f"/{part}" in name
+        for part in ("metric/pi_", "state/params/pi.", "state/optim/pi/", "running_scale")
+    )
+
+
+def _rounding_gradient(results, name: str) -> np.ndarray:
+    """Entries of a parameter whose first-step gradient (exp_avg / (1 - beta1), one device) is
+    below ROUNDING_GRAD; none for parameters without Adam moments (target_q)."""
+    variant, _, _, _, param = name.split("/")
+    for group in ("model", "pi"):
+        moment = results.get(f"{variant}/1/state/optim/{group}/{param}/exp_avg")
+        if moment is not None:
+            return np.abs(np.asarray(moment, np.float64)) / (1 - BETA1) < ROUNDING_GRAD
+    return np.zeros(np.shape(results[name]), bool)
 
 
 VARIANT_PARAMS = [
@@ -172,7 +204,7 @@ VARIANT_PARAMS = [
 def test_two_devices_update_as_one_device_on_the_full_batch(results_of, variant):
     results = results_of(variant)
     for part in ("metric/", "state/", "running_scale", "energy_stats"):
-        assert _close(results, variant, part) <= TOL, part
+        assert _excess(results, variant, part) <= 1.0, part
     # the update changed the state: the comparison is not between two untouched agents
     assert results[f"{variant}/1/metric/grad_norm"] > 0
     assert results[f"{variant}/1/running_scale"] != 1.0
@@ -183,8 +215,8 @@ def test_own_noise_update_and_act_match_too(results_of):
     """The agent's own key draws the same noise on either mesh; the planner then acts on one
     device from the same state."""
     results = results_of("single", own_noise=True)
-    assert _close(results, "single", "own_noise_metric/") <= TOL
-    assert _close(results, "single", "action") <= TOL
+    assert _excess(results, "single", "own_noise_metric/") <= 1.0
+    assert _excess(results, "single", "action") <= 1.0
 
 
 @pytest.mark.parametrize("variant", VARIANT_PARAMS)
