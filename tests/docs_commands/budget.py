@@ -3,13 +3,13 @@
 The budget is appended (the apps take the last of two values of a key, argparse the last of two
 options), so the command's own text is kept as written. What it changes:
 
-- apps/train, online and fine-tuning: 500 random seeding steps (one DMControl episode, five
-  Meta-World ones) and 10 learning steps; one evaluation of one episode at the end, in the
-  training process; a checkpoint only at the end. Widths and planner sizes shrink to a tiny
-  model (`video_every` with an evaluation filmed at step 0 and at the end; the other keys of
-  the command, such as `batch_size`, `preset`, `model_size`,
-  `planner`, `obs`, are kept; the widths `model_size` sets are overridden). Fine-tuning keeps
-  the checkpoint's widths and its own `seed_steps=0`.
+- apps/train, online: 500 random seeding steps (one DMControl episode, five Meta-World ones) and
+  10 learning steps; fine-tuning (its own `seed_steps=0`): 10 learning steps. Both: one
+  evaluation of one episode at the end, in the training process; a checkpoint only at the end.
+  Widths and planner sizes shrink to a tiny model (`video_every` with an evaluation filmed at
+  step 0 and at the end; the other keys of the command, such as `batch_size`, `preset`,
+  `model_size`, `planner`, `obs`, are kept; the widths `model_size` sets are overridden).
+  Fine-tuning keeps the checkpoint's widths.
 - apps/train mode=offline: 2 updates, one evaluation of one episode of one task (walker-walk)
   unless the command names `eval_tasks`.
 - apps/train resume=true: only `steps`, 10 more than the checkpoint resumed from.
@@ -43,9 +43,10 @@ TINY_PLANNER = (
 """Planner sizes small enough for CI (the planner itself is the command's)."""
 EVAL_ONCE = ("eval_freq=0", "eval_episodes=1", "eval_workers=1", "save_every=0")
 STEPS = 510
-"""Environment steps of an online or fine-tuning run: one episode of seeding and 10 more."""
+"""Environment steps of an online run: one episode of seeding and 10 more."""
 ONLINE = ("seed_steps=500", f"steps={STEPS}", *EVAL_ONCE)
-FINETUNE = (f"steps={STEPS}", *EVAL_ONCE)
+FINETUNE = ("steps=10", *EVAL_ONCE)
+"""A fine-tuning run learns from its first step: 10 steps, each with an update."""
 OFFLINE = ("steps=2", "log_freq=1", *EVAL_ONCE)
 EVALUATE = ("eval_episodes=1", "eval_workers=1", "overwrite=true")
 OFFLINE_EVAL_TASK = "eval_tasks=walker-walk"

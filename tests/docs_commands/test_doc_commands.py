@@ -48,14 +48,13 @@ NOT_IN_CI: dict[str, str] = {
 """Regular expression over a command's text -> why CI does not run it."""
 
 SLOW = (
-    r"^(?:[A-Z_]+=\S+ )*uv run apps/train --backend (?!.* mode=)(?!.* resume=true)"
-    r"(?!.* video_every=)",
+    r"^(?:[A-Z_]+=\S+ )*uv run apps/train --backend (?!.* mode=)(?!.* resume=true)",
     r"apps/sweep ",
     r"torchrun ",
     r"data_parallel_devices=",
 )
 """Regular expressions of the commands the slow suite runs (`-m slow`): online trainings from
-scratch (but the filmed one), sweeps, data-parallel runs; the fast suite runs the others
+scratch, sweeps, data-parallel runs; the fast suite runs the others
 (listings, conversion, plots, offline updates, fine-tuning, resumed runs, evaluation), so that
 the two suites, which CI runs side by side, take about the same time."""
 
