@@ -87,14 +87,38 @@ def simnorm(x: jax.Array, group: int) -> jax.Array:
     return jax.nn.softmax(g, axis=-1).reshape(x.shape)
 
 
+@jax.custom_jvp
 def layer_norm(x: jax.Array, weight: jax.Array, bias: jax.Array) -> jax.Array:
     """LayerNorm over the last axis (population variance, eps 1e-5).
 
+    Its derivative is written out (_layer_norm_jvp), as torch's fused layer_norm kernel has it:
+    differentiating the mean and the variance op by op left XLA more passes over each
+    activation in the update (docs/design.md#speed).
+
     Shapes: x [..., D], weight/bias broadcastable to x (e.g. [D]).
     """
-    mu = jnp.mean(x, axis=-1, keepdims=True)
-    var = jnp.mean(jnp.square(x - mu), axis=-1, keepdims=True)
-    return (x - mu) * jax.lax.rsqrt(var + _LN_EPS) * weight + bias
+    xhat, _ = _normalized(x)
+    return xhat * weight + bias
+
+
+def _normalized(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(x - mean) / sqrt(var + eps) [..., D] and 1 / sqrt(var + eps) [..., 1]."""
+    xc = x - jnp.mean(x, axis=-1, keepdims=True)
+    rstd = jax.lax.rsqrt(jnp.mean(jnp.square(xc), axis=-1, keepdims=True) + _LN_EPS)
+    return xc * rstd, rstd
+
+
+@layer_norm.defjvp
+def _layer_norm_jvp(
+    primals: tuple[jax.Array, ...], tangents: tuple[jax.Array, ...]
+) -> tuple[jax.Array, jax.Array]:
+    """d xhat = rstd (dx - mean(dx) - xhat mean(xhat dx)): the variance's derivative through the
+    centred input, whose mean is zero."""
+    (x, weight, bias), (dx, dweight, dbias) = primals, tangents
+    xhat, rstd = _normalized(x)
+    mean = lambda v: jnp.mean(v, axis=-1, keepdims=True)  # noqa: E731
+    dxhat = rstd * (dx - mean(dx) - xhat * mean(xhat * dx))
+    return xhat * weight + bias, dxhat * weight + xhat * dweight + dbias
 
 
 def time_embedding(tau: jax.Array, dim: int) -> jax.Array:
