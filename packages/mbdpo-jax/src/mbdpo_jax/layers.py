@@ -96,6 +96,10 @@ def _dense(
 ) -> jax.Array:
     """x @ w + b, also for stacked members.
 
+    A shared input is broadcast over the members, so every ensemble layer is one batched matmul
+    whose output is [Nq, ..., out] in memory: as one unbatched matmul, XLA laid the output out
+    member-last and each consumer read it transposed (docs/design.md#speed).
+
     Shapes: w [in, out]: x [..., in] -> [..., out]. w [Nq, in, out]: x [..., in] shared by every
     member, or x [Nq, ..., in] when per_member -> [Nq, ..., out]; b [out] or [Nq, out].
     """
@@ -103,7 +107,9 @@ def _dense(
     if w.ndim == 2:
         y = jnp.matmul(*_bf16_operands(x, w), preferred_element_type=jnp.float32) if bf16 else x @ w
         return y if b is None else y + b
-    spec = "q...i,qio->q...o" if per_member else "...i,qio->q...o"
+    if not per_member:
+        x = jnp.broadcast_to(x, (w.shape[0], *x.shape))
+    spec = "q...i,qio->q...o"
     if bf16:
         y = jnp.einsum(spec, *_bf16_operands(x, w), preferred_element_type=jnp.float32)
     else:
