@@ -1,9 +1,11 @@
 """use_compilation_cache: compiled programs land in the default folder under XDG_CACHE_HOME, the
 user's JAX_COMPILATION_CACHE_DIR wins, and an empty one turns the cache off. Each case runs in a
-new process, as the apps do (JAX's cache folder is process-wide)."""
+new process, as the apps do (JAX's cache folder is process-wide). Updates reuse the memory of
+their temporaries (configure's malloc settings)."""
 
 import json
 import os
+import platform
 import subprocess
 import sys
 
@@ -52,3 +54,46 @@ def test_an_empty_variable_turns_the_cache_off(tmp_path):
 
     assert got["folder"] is None and not got["config"]
     assert files_under(tmp_path / "xdg") == []
+
+
+UPDATES = """
+import json, resource
+import numpy as np
+from mbdpo_core.batch import Batch
+from mbdpo_core.config.load import load_config
+from mbdpo_jax import Agent
+
+cfg = load_config(["task=cheetah-run", "model_size=1", "preset=paper", "device=cpu"])
+rng = np.random.default_rng(0)
+H, B = cfg.horizon, cfg.batch_size
+batch = Batch(
+    obs=rng.standard_normal((H + 1, B, cfg.obs_shape[0])).astype(np.float32),
+    action=rng.uniform(-1, 1, (H, B, cfg.action_dim)).astype(np.float32),
+    reward=rng.standard_normal((H, B, 1)).astype(np.float32),
+    terminated=np.zeros((H, B, 1), np.float32),
+)
+agent = Agent(cfg)
+faults = []
+for _ in range(8):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    agent.update(batch)
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(json.dumps(faults))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc malloc settings")
+def test_updates_reuse_their_memory(tmp_path):
+    """XLA's CPU runtime allocates an update's temporaries (98 MB at model_size 1) in one block per
+    call; with the default malloc each call mapped a fresh block and faulted in every page. After
+    two warm-up updates, an update must touch almost no new page (counted by the kernel)."""
+    env = {**os.environ, "JAX_COMPILATION_CACHE_DIR": "", "XDG_CACHE_HOME": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-c", UPDATES], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    faults = json.loads(done.stdout.strip().splitlines()[-1])
+    temporaries_pages = 98 << 20 >> 12
+    assert faults[0] > temporaries_pages, faults  # the first update does fault them in
+    assert max(faults[2:]) < temporaries_pages // 100, faults

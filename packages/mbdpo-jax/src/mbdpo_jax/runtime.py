@@ -13,6 +13,7 @@ import os
 import jax
 from mbdpo_core.backends import compile_cache_dir
 from mbdpo_core.errors import ConfigError
+from mbdpo_core.memory import keep_freed_memory
 
 _MATMUL_PRECISION = "highest"
 _DEVICE_CHOICES = ("auto", "cpu", "gpu", "gpu:N", "cuda", "cuda:N")
@@ -42,8 +43,11 @@ def resolve_device(name: str = "auto") -> jax.Device:
 
 
 def configure(device: jax.Device | None) -> None:
-    """Process-wide JAX options (idempotent): float32 matmul precision on every device."""
+    """Process-wide settings (idempotent): float32 matmul precision on every device, and freed
+    memory kept for reuse (mbdpo_core.memory.keep_freed_memory). This module calls it at import,
+    before JAX's first computation starts the worker threads whose malloc arena it decides."""
     jax.config.update("jax_default_matmul_precision", _MATMUL_PRECISION)
+    keep_freed_memory()
 
 
 def use_compilation_cache() -> str | None:

@@ -3,12 +3,12 @@ denormals, the generator."""
 
 from __future__ import annotations
 
-import ctypes
 import os
 
 import torch
 from mbdpo_core.backends import compile_cache_dir
 from mbdpo_core.errors import ConfigError
+from mbdpo_core.memory import keep_freed_memory
 
 _DEVICE_CHOICES = ("auto", "cpu", "cuda", "cuda:N")
 
@@ -37,7 +37,7 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 def configure(device: torch.device) -> None:
     """Process-wide settings: full float32 matmuls (no TF32); on CPU flush denormals and keep freed
-    memory for reuse (_keep_freed_memory).
+    memory for reuse (mbdpo_core.memory.keep_freed_memory).
 
     Trained weights produce many denormal floats in the planner, which slow x86 CPUs several
     fold; flushing them to zero changes results by < 1e-38.
@@ -47,26 +47,7 @@ def configure(device: torch.device) -> None:
     torch.backends.cudnn.allow_tf32 = False
     if device.type == "cpu":
         torch.set_flush_denormal(True)
-        _keep_freed_memory()
-
-
-def _keep_freed_memory() -> None:
-    """Let glibc's malloc reuse freed tensor memory instead of returning it to the OS.
-
-    By default every tensor above 128 KiB is a fresh mmap, and each first touch of its pages
-    faults: an out-of-place op on a [5, 768, 512] tensor took 4 ms against 0.5 ms in place,
-    and the model_size 5 update spent ~15% of its time there. Raising the mmap and trim
-    thresholds to 256 MiB keeps such buffers in the heap (the process keeps its peak memory).
-    No effect without glibc.
-    """
-    try:
-        libc = ctypes.CDLL(None)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    mallopt(m_mmap_threshold, 256 << 20)
-    mallopt(m_trim_threshold, 256 << 20)
+        keep_freed_memory()
 
 
 def use_compilation_cache() -> str | None:
