@@ -12,7 +12,11 @@ straightforward reading the tests compare them with:
   Q members of the pair, whose [z, e] parts share one matmul with the policy's first layer;
 - the update: the reward and Q first layers are one matmul (`reward_and_q`), and F's [z, e]
   part is computed once for the positive, the candidates and the negative
-  (`energy_latent_part`, `energy_from_part`).
+  (`energy_latent_part`, `energy_from_part`);
+- every large float32 matmul on an x86 CPU is a oneDNN GEMM, forward and backward (`linear`,
+  `batched_linear`): torch's own CPU matmul is MKL's, which takes its AVX2 path on AMD CPUs
+  (about 95 GFLOP/s on one core of the README's machine, against 190-225 for oneDNN on the
+  same shapes; docs/design.md#speed).
 
 Shapes: N rows (candidates), Z latent, E task embedding, A action, M hidden width, Nq Q
 members, Kb bins, H horizon.
@@ -20,6 +24,7 @@ members, Kb bins, H horizon.
 
 from __future__ import annotations
 
+import platform
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -34,10 +39,88 @@ if TYPE_CHECKING:
     from .world_model import WorldModel
 
 
-def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """x @ W + b as one 2-D GEMM. Shapes: x [..., in], W [in, out], b [out] -> [..., out]."""
+_ONEDNN = torch.backends.mkldnn.is_available() and platform.machine().lower() in ("x86_64", "amd64")
+
+
+@torch.library.custom_op("mbdpo::onednn_gemm", mutates_args=())
+def _onednn_gemm(x: torch.Tensor, w_t: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """x @ w_t.T + bias in oneDNN (strided views are read in place). A custom op, so that
+    autograd (its derivative below) and torch.compile (an opaque call) see one operator.
+
+    Shapes: x [N, in], w_t [out, in], bias [out] or None -> [N, out]."""
+    return torch.ops.mkldnn._linear_pointwise(x, w_t, bias, "none", [], "")
+
+
+@_onednn_gemm.register_fake
+def _(x: torch.Tensor, w_t: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    return x.new_empty((x.shape[0], w_t.shape[0]))
+
+
+def _save_gemm_inputs(ctx, inputs: tuple, output: torch.Tensor) -> None:
+    x, w_t, bias = inputs
+    ctx.save_for_backward(x, w_t)
+    ctx.with_bias = bias is not None
+
+
+def _gemm_backward(ctx, grad: torch.Tensor) -> tuple:
+    """Each product of the derivative one oneDNN GEMM: dx = grad w_t, dw_t = grad.T x."""
+    x, w_t = ctx.saved_tensors
+    need_x, need_w, need_b = ctx.needs_input_grad
+    dx = _onednn_gemm(grad, w_t.t(), None) if need_x else None
+    dw_t = _onednn_gemm(grad.t(), x.t(), None) if need_w else None
+    db = grad.sum(0) if ctx.with_bias and need_b else None
+    return dx, dw_t, db
+
+
+_onednn_gemm.register_autograd(_gemm_backward, setup_context=_save_gemm_inputs)
+
+
+@_onednn_gemm.register_vmap
+def _gemm_over_envs(info, in_dims: tuple, x, w_t, bias) -> tuple[torch.Tensor, int]:
+    """The op under torch.func.vmap (act_envs' env axis): the envs' rows as one GEMM on shared
+    weights, a batched matmul when the weights differ per env. Shapes: -> [B, N, out]."""
+    x_dim, w_dim, b_dim = in_dims
+    B = info.batch_size
+    x = x.movedim(x_dim, 0) if x_dim is not None else x.expand(B, *x.shape)
+    if w_dim is not None:
+        y = torch.matmul(x, w_t.movedim(w_dim, 0).transpose(-1, -2))
+    else:
+        shared_bias = bias if b_dim is None else None
+        y = _onednn_gemm(x.reshape(-1, x.shape[-1]), w_t, shared_bias).view(B, x.shape[1], -1)
+    if bias is not None and (w_dim is not None or b_dim is not None):
+        y = y + (bias.movedim(b_dim, 0)[:, None] if b_dim is not None else bias)
+    return y, 0
+
+
+def _on_onednn(x: torch.Tensor) -> bool:
+    """Whether x's matmuls run in oneDNN: float32 on an x86 CPU, outside autocast (bf16)."""
+    return (
+        _ONEDNN
+        and x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and not torch.is_autocast_enabled("cpu")
+    )
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """x @ W + b as one 2-D GEMM.
+
+    Shapes: x [..., in], W [in, out], b [out] or None -> [..., out]."""
     flat = x.reshape(-1, x.shape[-1])
-    return torch.addmm(bias, flat, weight).reshape(*x.shape[:-1], weight.shape[-1])
+    if _on_onednn(flat):
+        y = _onednn_gemm(flat, weight.t(), bias)
+    else:
+        y = flat @ weight if bias is None else torch.addmm(bias, flat, weight)
+    return y.reshape(*x.shape[:-1], weight.shape[-1])
+
+
+def batched_linear(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """h[i] @ W[i] + b[i] for each member i.
+
+    Shapes: h [n, N, in], weight [n, in, out], bias [n, 1, out] -> [n, N, out]."""
+    if _on_onednn(h):
+        return torch.stack([linear(h[i], weight[i], bias[i, 0]) for i in range(h.shape[0])])
+    return torch.baddbmm(bias, h, weight)
 
 
 def run_layers(layers: Sequence[Linear], x: torch.Tensor, simnorm_dim: int = 8) -> torch.Tensor:
@@ -92,12 +175,12 @@ def ensemble_forward(
             ln = (ln[0].detach(), ln[1].detach()) if ln is not None else None
         n, d_in, d_out = w.shape
         if i == 0 and not stacked:  # one wide GEMM [N, in] x [in, n out] for the shared input
-            h = (h @ w.permute(1, 0, 2).reshape(d_in, n * d_out)).view(-1, n, d_out)
+            h = linear(h, w.permute(1, 0, 2).reshape(d_in, n * d_out)).view(-1, n, d_out)
             h = h.transpose(0, 1) + b[:, None]
             if keep is not None:
                 h = h * keep.reshape(n, -1, d_out) * (1.0 / (1.0 - dropout))
         else:
-            h = torch.baddbmm(b[:, None], h, w)
+            h = batched_linear(h, w, b[:, None])
         if i < len(layers) - 1:
             h = ensemble_ln_mish(h, *ln)
     return h.reshape(h.shape[0], *lead, h.shape[-1])
@@ -129,9 +212,10 @@ class PlanningHeads:
         d_in = zin.shape[-1]
         w0 = torch.cat([net[0].weight for net in nets], dim=1)  # [Z+E+A, 3M]
         b0 = torch.cat([net[0].bias for net in nets])
-        self.w0_z, self.w0_a = w0[:Z], w0[d_in:]
-        self.c0 = torch.addmm(b0, zin, w0[:d_in])  # [1, 3M]: the first step's shared part
-        self.c_e = b0 if d_in == Z else torch.addmm(b0, zin[:, Z:], w0[Z:d_in])
+        self.w0_a = w0[d_in:]
+        self.w0_za = torch.cat([w0[:Z], self.w0_a])  # [Z+A, 3M]: the later steps' z and a rows
+        self.c0 = linear(zin, w0[:d_in], b0)[0]  # [3M]: the first step's shared part
+        self.c_e = b0 if d_in == Z else linear(zin[:, Z:], w0[Z:d_in], b0)[0]  # [3M]
         self.ln0 = (  # [3, M] each
             torch.stack([net[0].ln.weight for net in nets]),
             torch.stack([net[0].ln.bias for net in nets]),
@@ -152,11 +236,13 @@ class PlanningHeads:
         self, z: torch.Tensor | None, a: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Reward logits [N, Kb], F logit [N, 1] and next latent [N, Z] of (z, a); z None = z0."""
-        base = self.c0 if z is None else torch.addmm(self.c_e, z, self.w0_z)
-        h = torch.addmm(base, a, self.w0_a)  # [N, 3M]
+        if z is None:
+            h = linear(a, self.w0_a, self.c0)  # [N, 3M]
+        else:
+            h = linear(torch.cat([z, a], dim=-1), self.w0_za, self.c_e)
         h = mish(layer_norm(h.view(h.shape[0], 3, -1), *self.ln0)).transpose(0, 1)  # [3, N, M]
         for w, b, lw, lb in self.hidden:
-            h = ensemble_ln_mish(torch.baddbmm(b, h, w), lw, lb)
+            h = ensemble_ln_mish(batched_linear(h, w, b), lw, lb)
         dyn, rew, en = self.last
         z_next = run_layers([dyn], h[0], self.model.cfg.simnorm_dim)
         return run_layers([rew], h[1]), run_layers([en], h[2]), z_next
@@ -170,7 +256,7 @@ class PlanningHeads:
         wq0 = q[0].weight[pair]  # [2, Z+E+A, M]
         M_q = wq0.shape[-1]
         w = torch.cat([pi[0].weight, wq0[0, :d_in], wq0[1, :d_in]], dim=1)  # [Z+E, M + 2M]
-        h = torch.addmm(torch.cat([pi[0].bias, q[0].bias[pair].reshape(-1)]), zin, w)
+        h = linear(zin, w, torch.cat([pi[0].bias, q[0].bias[pair].reshape(-1)]))
         h_pi = mish(layer_norm(h[:, :M_pi], pi[0].ln.weight, pi[0].ln.bias))
         out = run_layers(list(pi)[1:], h_pi)
         a_H, _ = model._pi_sample(*model._pi_squash(out), noise.pi_eps, self.task)
