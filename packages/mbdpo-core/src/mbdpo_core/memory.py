@@ -18,7 +18,8 @@ def keep_freed_memory() -> None:
     hold a block that large, so it is mapped and faulted in again at every call (24,000 page
     faults, about a quarter of that update's time). This raises the mmap and trim thresholds to
     256 MiB and makes every thread allocate from the main heap (one arena), which keeps such
-    blocks and hands them out again; the process keeps its peak memory.
+    blocks and hands them out again (most calls then fault no page); the process keeps its peak
+    memory.
 
     Threads that have already allocated keep their arena, so call this before the framework
     starts its worker threads (mbdpo_jax at import). No effect without glibc.
